@@ -1,0 +1,53 @@
+# The project's front door. `make test` and `make demo` work first thing on a fresh clone.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP_VERSION := 26.3
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test test-peers demo bench lint format clean
+
+setup: $(STAMP)
+
+# Everything is pinned in constraints.txt (regenerate with `make lock`); torch comes from PyPI,
+# which serves no CPU-only build, so its CUDA runtime wheels are installed but never used on CPU.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip==$(PIP_VERSION)
+	$(PY) -m pip install -q -c constraints.txt -e '.[test,dev]'
+	touch $@
+
+# Test peers that need more than pip: Debian's OCI registry, and the Go-built control plane.
+test-peers:
+	@command -v docker-registry >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry >/dev/null; }
+	$(PY) -m tests.support.controlplane.build
+
+test: setup test-peers
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check operator tests bench
+	$(VENV)/bin/ruff format --check operator tests bench
+	$(VENV)/bin/mypy
+
+format: setup
+	$(VENV)/bin/ruff check --fix operator tests bench
+	$(VENV)/bin/ruff format operator tests bench
+
+demo: setup
+	$(PY) -m qa_operator.demo
+
+bench: setup
+	$(PY) bench/qa_throughput.py
+
+lock:
+	$(PYTHON) -m venv /tmp/qa-operator-lock && /tmp/qa-operator-lock/bin/pip install -q -U pip==$(PIP_VERSION)
+	/tmp/qa-operator-lock/bin/pip install --dry-run --ignore-installed --report /tmp/qa-operator-lock.json -q '.[test,dev]'
+	$(PYTHON) -c "import json; r=json.load(open('/tmp/qa-operator-lock.json')); \
+	  pins=sorted(f\"{i['metadata']['name']}=={i['metadata']['version']}\" for i in r['install'] if i['metadata']['name']!='qa-operator'); \
+	  open('constraints.txt','w').write('\n'.join(pins)+'\n')"
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
