@@ -1,0 +1,62 @@
+"""The MLflow pyfunc QA model, saved with MLflow's models-from-code.
+
+`build_package` hands this file's path to `mlflow.pyfunc.save_model(python_model=...)`; MLflow
+copies it into the package and runs it on load, so nothing is pickled. The tokenizer and the
+model weights are artifacts ("tokenizer", "model"), the inference settings are `model_config`, and
+each request may override the per-request settings through MLflow `params`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.pyfunc import PythonModel, PythonModelContext
+
+from qa_operator.model.config import InferenceConfig
+from qa_operator.model.inputs import questions_and_texts
+
+# Settings a request may change; quantization and threads are fixed when the model loads.
+REQUEST_PARAMS = ("max_answer_length", "max_seq_length", "doc_stride", "batch_size")
+
+
+class QAModel(PythonModel):
+    """Answers each row's `question` from its `text` (alias `context`) with an exact substring."""
+
+    def __init__(self) -> None:
+        self._engine: Any = None
+
+    def load_context(self, context: PythonModelContext) -> None:
+        from qa_operator.model.inference import load_engine
+
+        config = InferenceConfig.from_dict(dict(context.model_config or {}))
+        artifacts = context.artifacts
+        model_dir = Path(artifacts["model"])
+        tokenizer_dir = Path(artifacts.get("tokenizer", artifacts["model"]))
+        self._engine = load_engine(model_dir, tokenizer_dir, config)
+
+    def predict(
+        self,
+        context: PythonModelContext | None,
+        model_input: pd.DataFrame,
+        params: dict[str, Any] | None = None,
+    ) -> pd.DataFrame:
+        if self._engine is None:
+            raise RuntimeError("the model is not loaded: load it with mlflow.pyfunc.load_model")
+        questions, texts = questions_and_texts(model_input)
+        overrides = {k: v for k, v in (params or {}).items() if k in REQUEST_PARAMS}
+        config = self._engine.config.merged(overrides)
+        answers = self._engine.answer(questions, texts, config)
+        return pd.DataFrame(
+            {
+                "answer": [a.answer for a in answers],
+                "score": [a.score for a in answers],
+                "start": [a.start for a in answers],
+                "end": [a.end for a in answers],
+            }
+        )
+
+
+mlflow.models.set_model(QAModel())
