@@ -1,0 +1,1 @@
+"""OCI registry client and daemon-less image publishing for the serving image."""

@@ -1,0 +1,257 @@
+"""Publishing the serving image straight through the registry API: no Docker daemon involved.
+
+Two modes:
+- "s3": the base serving image is copied into the target repository (when not there already)
+  and used as is; SageMaker fetches the model from S3 into /opt/ml/model.
+- "baked": one layer holding the MLflow package at /opt/ml/model is appended to the base image,
+  giving a self-contained image tagged by the package digest.
+
+Every step checks before it writes (blob HEAD, manifest HEAD), and the manifest is written last,
+so a second run uploads nothing and a run interrupted half-way leaves no reference to a missing
+blob: the next run simply uploads what is still absent.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from qa_operator.registry.client import (
+    DOCKER_MANIFEST,
+    INDEX_MEDIA_TYPES,
+    OCI_MANIFEST,
+    Manifest,
+    RegistryClient,
+    RegistryError,
+    sha256_digest,
+)
+from qa_operator.registry.layers import Layer, build_directory_layer
+
+MODEL_DIR = "opt/ml/model"
+PLATFORM = {"os": "linux", "architecture": "amd64"}
+
+_LAYER_TYPE = {
+    OCI_MANIFEST: "application/vnd.oci.image.layer.v1.tar+gzip",
+    DOCKER_MANIFEST: "application/vnd.docker.image.rootfs.diff.tar.gzip",
+}
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    uri: str  # "<host>/<repo>@sha256:<hex>"  (SageMaker Model uses the image by digest)
+    digest: str  # "sha256:<hex>" manifest digest
+    tag: str | None
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A parsed image reference: [host/]repository(:tag | @digest)."""
+
+    host: str | None
+    repository: str
+    tag: str | None
+    digest: str | None
+
+    @property
+    def reference(self) -> str:
+        """What goes after /manifests/: the digest when there is one (it pins), else the tag."""
+        return self.digest or self.tag or "latest"
+
+
+def parse_reference(text: str) -> Reference:
+    rest, _, digest = text.partition("@")
+    first, slash, remainder = rest.partition("/")
+    host: str | None = None
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        host, rest = first, remainder
+    name, tag = rest, None
+    last = rest.rsplit("/", 1)[-1]
+    if ":" in last:
+        name, _, tag = rest.rpartition(":")
+    if not name:
+        raise ValueError(f"{text!r} has no repository name")
+    if digest and not digest.startswith("sha256:"):
+        raise ValueError(f"{text!r}: only sha256 digests are supported")
+    if not digest and not tag:
+        tag = "latest"
+    return Reference(host=host, repository=name, tag=tag, digest=digest or None)
+
+
+def package_tag(package_digest: str) -> str:
+    """The tag of a baked image: `pkg-` and the first 12 hex digits of the package digest."""
+    return "pkg-" + package_digest.removeprefix("sha256:")[:12]
+
+
+def publish_image(
+    client: RegistryClient,
+    *,
+    base: str,
+    target_repository: str,
+    mode: Literal["s3", "baked"],
+    package_dir: Path | None = None,
+    package_digest: str | None = None,
+    source: RegistryClient | None = None,
+) -> ImageRef:
+    """Make the serving image available in `target_repository` on `client`'s registry.
+
+    `base` names the serving image ("host/repo:tag" or "host/repo@sha256:..."); when its host is
+    not `client`'s, `source` is the client used to read it (an anonymous one when None).
+    In "baked" mode `package_dir` is required and `package_digest` (from the packager) names the
+    tag; when it is None, the model layer's content digest is used instead.
+    """
+    if mode not in ("s3", "baked"):
+        raise ValueError(f"mode must be 's3' or 'baked', not {mode!r}")
+    if mode == "baked" and package_dir is None:
+        raise ValueError("mode 'baked' needs package_dir")
+    ref = parse_reference(base)
+    if ref.host is None or ref.host == client.host:
+        source = client
+    elif source is None:
+        source = RegistryClient(_default_url(ref.host))
+
+    manifest = _single_platform_manifest(source, ref)
+    _copy_blobs(source, ref.repository, client, target_repository, _blob_digests(manifest))
+    base_tag = ref.tag if ref.tag else None
+    _put_manifest_if_changed(client, target_repository, base_tag or manifest.digest, manifest)
+    if mode == "s3":
+        return _image_ref(client, target_repository, manifest.digest, base_tag)
+
+    assert package_dir is not None
+    workdir = Path(tempfile.mkdtemp(prefix="qa-image-"))
+    try:
+        layer = build_directory_layer(package_dir, MODEL_DIR, workdir)
+        tag = package_tag(package_digest or layer.diff_id)
+        baked = append_layer(
+            client,
+            target_repository,
+            manifest,
+            layer,
+            created_by=f"qa-operator: model package {tag} at /{MODEL_DIR}",
+        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    _put_manifest_if_changed(client, target_repository, tag, baked)
+    return _image_ref(client, target_repository, baked.digest, tag)
+
+
+def _default_url(host: str) -> str:
+    local = host.split(":", maxsplit=1)[0] in ("localhost", "127.0.0.1", "[::1]")
+    return f"{'http' if local else 'https'}://{host}"
+
+
+def _image_ref(client: RegistryClient, repository: str, digest: str, tag: str | None) -> ImageRef:
+    return ImageRef(uri=f"{client.host}/{repository}@{digest}", digest=digest, tag=tag)
+
+
+def _single_platform_manifest(client: RegistryClient, ref: Reference) -> Manifest:
+    """The image manifest for linux/amd64, following an index when the reference names one."""
+    manifest = client.get_manifest(ref.repository, ref.reference)
+    if manifest.media_type not in INDEX_MEDIA_TYPES:
+        _check_image_manifest(manifest, ref)
+        return manifest
+    for entry in manifest.json().get("manifests", []):
+        platform = entry.get("platform") or {}
+        if all(platform.get(key) == value for key, value in PLATFORM.items()):
+            chosen = client.get_manifest(ref.repository, entry["digest"])
+            _check_image_manifest(chosen, ref)
+            return chosen
+    raise RegistryError(f"{ref.repository}:{ref.reference} has no linux/amd64 image in its index")
+
+
+def _check_image_manifest(manifest: Manifest, ref: Reference) -> None:
+    if manifest.media_type not in _LAYER_TYPE:
+        raise RegistryError(
+            f"{ref.repository}:{ref.reference} is a {manifest.media_type!r}; "
+            "expected an OCI or Docker v2 image manifest"
+        )
+
+
+def _blob_digests(manifest: Manifest) -> list[str]:
+    body = manifest.json()
+    return [body["config"]["digest"], *(layer["digest"] for layer in body.get("layers", []))]
+
+
+def _copy_blobs(
+    source: RegistryClient,
+    source_repository: str,
+    target: RegistryClient,
+    target_repository: str,
+    digests: list[str],
+) -> None:
+    """Make every blob present in the target: skip, mount, or download-and-upload, in that order."""
+    same_registry = source is target
+    for digest in digests:
+        if target.blob_exists(target_repository, digest):
+            continue
+        if same_registry:
+            if source_repository == target_repository:
+                raise RegistryError(f"{target_repository} lacks blob {digest} of its own image")
+            if target.mount_blob(target_repository, digest, source_repository):
+                continue
+        with source.download_blob(source_repository, digest) as blob:
+            size = blob.seek(0, 2)
+            blob.seek(0)
+            target.upload_blob(target_repository, digest, blob, size)
+
+
+def _put_manifest_if_changed(
+    client: RegistryClient, repository: str, reference: str, manifest: Manifest
+) -> None:
+    if client.manifest_digest(repository, reference) == manifest.digest:
+        return
+    client.put_manifest(repository, reference, manifest.body, manifest.media_type)
+
+
+def _canonical(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
+
+
+def append_layer(
+    client: RegistryClient,
+    repository: str,
+    base: Manifest,
+    layer: Layer,
+    *,
+    created_by: str,
+) -> Manifest:
+    """Upload `layer` and a config extending the base's, and return (not push) the new manifest.
+
+    The base config's runtime settings (entrypoint, cmd, env, exposed ports, user, workdir) are
+    kept as they are; only rootfs.diff_ids and history grow. The base's blobs must already be in
+    `repository`.
+    """
+    base_body = base.json()
+    config = json.loads(client.get_blob(repository, base_body["config"]["digest"]))
+    config.setdefault("rootfs", {"type": "layers", "diff_ids": []})
+    config["rootfs"]["diff_ids"] = [*config["rootfs"].get("diff_ids", []), layer.diff_id]
+    history_entry: dict[str, Any] = {"created_by": created_by, "comment": "qa-operator"}
+    if "created" in config:
+        history_entry["created"] = config["created"]  # reproducible: no wall clock in the image
+    config["history"] = [*config.get("history", []), history_entry]
+    config_body = _canonical(config)
+    config_digest = sha256_digest(config_body)
+
+    if not client.blob_exists(repository, layer.digest):
+        with layer.open() as handle:
+            client.upload_blob(repository, layer.digest, handle, layer.size)
+    if not client.blob_exists(repository, config_digest):
+        client.upload_blob(repository, config_digest, config_body)
+
+    manifest = dict(base_body)
+    manifest["config"] = {
+        **base_body["config"],
+        "digest": config_digest,
+        "size": len(config_body),
+    }
+    manifest["layers"] = [
+        *base_body.get("layers", []),
+        {"mediaType": _LAYER_TYPE[base.media_type], "digest": layer.digest, "size": layer.size},
+    ]
+    manifest.pop("annotations", None)  # the base's annotations describe the base, not this image
+    manifest.setdefault("mediaType", base.media_type)
+    body = _canonical(manifest)
+    return Manifest(media_type=base.media_type, body=body, digest=sha256_digest(body))
