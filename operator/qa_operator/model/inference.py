@@ -117,4 +117,6 @@ class QAEngine:
 
 
 def _to_answer(text: str, span: Span) -> Answer:
-    return Answer(answer=text[span.start : span.end], score=span.score, start=span.start, end=span.end)
+    return Answer(
+        answer=text[span.start : span.end], score=span.score, start=span.start, end=span.end
+    )

@@ -5,6 +5,7 @@ Shared by the pyfunc model and the serving layer so that both say the same thing
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 QUESTION = "question"
@@ -51,7 +52,8 @@ def questions_and_texts(frame: Any) -> tuple[list[str], list[str]]:
 def _strings(values: list[Any], column: str) -> list[str]:
     for row, value in enumerate(values):
         if not isinstance(value, str):
-            shown = "missing" if value is None or value != value else type(value).__name__
+            missing = value is None or (isinstance(value, float) and math.isnan(value))
+            shown = "missing" if missing else type(value).__name__
             raise InvalidInput(f"row {row}: '{column}' must be a non-empty string, got {shown}")
         if not value.strip():
             raise InvalidInput(f"row {row}: '{column}' is empty")

@@ -260,4 +260,3 @@ def _input_example() -> Any:
     import pandas as pd
 
     return pd.DataFrame({"question": [EXAMPLE_QUESTION], "text": [EXAMPLE_TEXT]})
-

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-WORDS = (
-    "my name is alex i am 32 and live in copenhagen what how old where do the a of to it "
-    "was who when which city years lives works at for on with this that he she they you "
-    "model answer question text long story about people there once upon time"
-).split()
+_WORD_TEXT = """
+    my name is alex i am 32 and live in copenhagen what how old where do the a of to it
+    was who when which city years lives works at for on with this that he she they you
+    model answer question text long story about people there once upon time
+"""
+WORDS = tuple(_WORD_TEXT.split())
 SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 PUNCTUATION = tuple(".,?!'\"-:;()")
 
@@ -38,7 +39,11 @@ def make_tiny_qa_model_dir(
     `path` (one directory, as a HuggingFace snapshot has); return `path`. Larger sizes give a
     model of real-world shape (e.g. 768/12/12/3072 is bert-base) for benchmarks."""
     import torch
-    from transformers import BertConfig, BertForQuestionAnswering, BertTokenizerFast
+    from transformers import (  # type: ignore[attr-defined]
+        BertConfig,
+        BertForQuestionAnswering,
+        BertTokenizerFast,
+    )
 
     path.mkdir(parents=True, exist_ok=True)
     vocab = tiny_vocab()
