@@ -1,0 +1,231 @@
+"""publish_image against a real registry (Debian's docker-registry on loopback)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from qa_operator.registry.client import (
+    DOCKER_MANIFEST,
+    OCI_MANIFEST,
+    RegistryClient,
+    RegistryUnreachable,
+)
+from qa_operator.registry.images import ImageRef, package_tag, publish_image
+
+pytestmark = pytest.mark.e2e
+
+PACKAGE_DIGEST = "sha256:" + "ab" * 32
+
+
+def test_s3_mode_copies_the_base_unchanged_and_only_once(registry, images):
+    base = images.push_base(registry, "serving/base", "1.0")
+
+    ref = publish_image(
+        registry, base=f"{registry.host}/serving/base:1.0", target_repository="qa/s3", mode="s3"
+    )
+
+    assert ref == ImageRef(
+        uri=f"{registry.host}/qa/s3@{base.digest}", digest=base.digest, tag="1.0"
+    )
+    assert registry.manifest_digest("qa/s3", "1.0") == base.digest
+    config_digest = registry.get_manifest("qa/s3", "1.0").json()["config"]["digest"]
+    for digest in [config_digest, *base.layer_digests]:
+        assert registry.blob_exists("qa/s3", digest)
+
+    before = registry.bytes_uploaded
+    again = publish_image(
+        registry, base=f"{registry.host}/serving/base:1.0", target_repository="qa/s3", mode="s3"
+    )
+    assert again == ref
+    assert registry.bytes_uploaded == before
+
+
+def test_same_registry_copy_mounts_instead_of_uploading(registry, images):
+    images.push_base(registry, "serving/base", "mount")
+    before = registry.bytes_uploaded
+
+    publish_image(
+        registry, base=f"{registry.host}/serving/base:mount", target_repository="qa/m", mode="s3"
+    )
+
+    manifest = registry.get_manifest("qa/m", "mount")
+    # Only the manifest itself travelled; every blob was mounted from serving/base.
+    assert registry.bytes_uploaded - before == len(manifest.body)
+
+
+@pytest.mark.parametrize("media_type", [OCI_MANIFEST, DOCKER_MANIFEST])
+def test_baked_image_holds_the_package_and_keeps_the_base_runtime(
+    registry, images, model_package, files_of, media_type
+):
+    base = images.push_base(registry, "serving/base", "b", media_type=media_type)
+
+    ref = publish_image(
+        registry,
+        base=f"{registry.host}/serving/base:b",
+        target_repository="qa/baked",
+        mode="baked",
+        package_dir=model_package,
+        package_digest=PACKAGE_DIGEST,
+    )
+
+    assert ref.tag == package_tag(PACKAGE_DIGEST) == "pkg-abababababab"
+    assert ref.uri == f"{registry.host}/qa/baked@{ref.digest}"
+    assert registry.manifest_digest("qa/baked", ref.tag) == ref.digest
+    image = images.pull(registry, "qa/baked", ref.digest)
+
+    # The package, file by file, at /opt/ml/model; the base's files are still there.
+    model = {
+        path.removeprefix("opt/ml/model/"): content
+        for path, content in image.files.items()
+        if path.startswith("opt/ml/model/")
+    }
+    assert model == files_of(model_package)
+    assert image.files["app/main.py"] == b"print('hello')\n"
+    assert image.modes["opt/ml/model/artifacts/run.sh"] == 0o755
+    assert image.modes["opt/ml/model/MLmodel"] == 0o644
+    assert "opt/ml/model/empty-dir" in image.modes
+
+    # Runtime settings untouched; one more diff_id and history entry; both match the blobs.
+    assert image.config["config"] == base.config["config"]
+    assert image.config["rootfs"]["diff_ids"] == image.layer_diff_ids
+    assert image.config["rootfs"]["diff_ids"][:2] == base.config["rootfs"]["diff_ids"]
+    assert len(image.config["history"]) == len(base.config["history"]) + 1
+    assert image.manifest["layers"][:2] == [
+        layer for layer in registry.get_manifest("serving/base", "b").json()["layers"]
+    ]
+
+    # Media types stay in the base's family.
+    assert image.media_type == media_type
+    new_layer = image.manifest["layers"][-1]["mediaType"]
+    assert new_layer.endswith("tar+gzip" if media_type == OCI_MANIFEST else "tar.gzip")
+
+
+def test_second_run_uploads_nothing_and_a_model_change_uploads_only_the_model(
+    registry, images, model_package
+):
+    images.push_base(registry, "serving/base", "r")
+    base = f"{registry.host}/serving/base:r"
+    first = publish_image(
+        registry, base=base, target_repository="qa/r", mode="baked", package_dir=model_package
+    )
+
+    before = registry.bytes_uploaded
+    second = publish_image(
+        registry, base=base, target_repository="qa/r", mode="baked", package_dir=model_package
+    )
+    assert second == first
+    assert registry.bytes_uploaded == before
+
+    (model_package / "artifacts" / "model" / "weights.bin").write_bytes(b"\x01" * 5000)
+    before = registry.bytes_uploaded
+    third = publish_image(
+        registry, base=base, target_repository="qa/r", mode="baked", package_dir=model_package
+    )
+    assert third.digest != first.digest
+    manifest = registry.get_manifest("qa/r", third.digest)
+    body = manifest.json()
+    expected = body["layers"][-1]["size"] + body["config"]["size"] + len(manifest.body)
+    assert registry.bytes_uploaded - before == expected
+
+
+def test_same_package_gives_the_same_image_digest(registry, images, model_package, tmp_path):
+    images.push_base(registry, "serving/base", "d")
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for path in sorted(model_package.rglob("*")):
+        target = copy / path.relative_to(model_package)
+        if path.is_dir():
+            target.mkdir()
+        else:
+            target.write_bytes(path.read_bytes())
+            target.chmod(path.stat().st_mode)
+    refs = [
+        publish_image(
+            registry,
+            base=f"{registry.host}/serving/base:d",
+            target_repository=repo,
+            mode="baked",
+            package_dir=package,
+        )
+        for repo, package in (("qa/d1", model_package), ("qa/d2", copy))
+    ]
+    assert refs[0].digest == refs[1].digest
+    assert refs[0].tag == refs[1].tag
+
+
+def test_index_base_uses_the_linux_amd64_image(registry, images, model_package):
+    base = images.push_base(registry, "serving/multi", "1.0", as_index=True)
+
+    shared = publish_image(
+        registry, base=f"{registry.host}/serving/multi:1.0", target_repository="qa/i", mode="s3"
+    )
+    assert shared.digest == base.image_digest != base.digest
+
+    baked = publish_image(
+        registry,
+        base=f"{registry.host}/serving/multi@{base.digest}",
+        target_repository="qa/i",
+        mode="baked",
+        package_dir=model_package,
+    )
+    image = images.pull(registry, "qa/i", baked.digest)
+    assert image.config["architecture"] == "amd64"
+    assert image.config["config"]["Cmd"] == ["serve"]
+
+
+def test_base_from_another_registry_is_copied_blob_by_blob(
+    registry, oci_registry_with_auth, images, model_package, files_of
+):
+    source = RegistryClient(
+        oci_registry_with_auth.url,
+        username=oci_registry_with_auth.username,
+        password=oci_registry_with_auth.password,
+    )
+    images.push_base(source, "upstream/serving", "2.0")
+
+    ref = publish_image(
+        registry,
+        base=f"{source.host}/upstream/serving:2.0",
+        target_repository="qa/x",
+        mode="baked",
+        package_dir=model_package,
+        source=source,
+    )
+
+    image = images.pull(registry, "qa/x", ref.digest)
+    assert image.files["app/main.py"] == b"print('hello')\n"
+    assert image.config["rootfs"]["diff_ids"] == image.layer_diff_ids
+
+
+def test_push_cut_half_way_leaves_nothing_that_breaks_the_next_run(
+    oci_registry, registry, images, tmp_path, dropping_proxy, files_of
+):
+    images.push_base(registry, "serving/base", "cut")
+    package = tmp_path / "big-package"
+    package.mkdir()
+    # Incompressible, so that the model layer is big enough to be cut inside its upload.
+    (package / "weights.bin").write_bytes(os.urandom(3 * 1024 * 1024))
+    base = "serving/base:cut"
+
+    proxy = dropping_proxy(oci_registry.url, limit=1_500_000)
+    flaky = RegistryClient(proxy.url, chunk_size=1024 * 1024)
+    with pytest.raises(RegistryUnreachable):
+        publish_image(
+            flaky, base=base, target_repository="qa/cut", mode="baked", package_dir=package
+        )
+    assert proxy.tripped.is_set()
+    assert flaky.bytes_uploaded > 1024 * 1024  # at least one chunk got through
+
+    ref = publish_image(
+        registry, base=base, target_repository="qa/cut", mode="baked", package_dir=package
+    )
+    image = images.pull(registry, "qa/cut", ref.digest)
+    assert image.files["opt/ml/model/weights.bin"] == files_of(package)["weights.bin"]
+    assert image.config["rootfs"]["diff_ids"] == image.layer_diff_ids
+
+
+def test_baked_without_a_package_is_refused(registry):
+    with pytest.raises(ValueError, match="package_dir"):
+        publish_image(registry, base="x/y:1", target_repository="qa/z", mode="baked")
