@@ -1,0 +1,73 @@
+"""moto's server, extended, on a free loopback port in a background thread of this process."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from . import sagemaker
+from .controls import CONTROLS
+from .faults import FaultInjector
+
+
+class ExtendedMotoServer:
+    """Threaded moto server with the SageMaker patches installed and the fault injector in front.
+
+    Request lines (werkzeug) and injected faults (moto_ext) are written to `log_path`.
+    """
+
+    def __init__(self, log_path: Path, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.log_path = log_path
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+        self._handler: logging.Handler | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "start() first"
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        # Read at IAM backend creation; real accounts have AWS managed policies.
+        os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
+        sagemaker.install()
+        self._handler = logging.FileHandler(self.log_path)
+        self._handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+        for name in ("werkzeug", "moto_ext"):
+            logger = logging.getLogger(name)
+            logger.addHandler(self._handler)
+            logger.setLevel(logging.INFO)
+            logger.propagate = False
+        app = FaultInjector(DomainDispatcherApplication(create_backend_app), CONTROLS)
+        self._server = make_server(
+            self.host, 0, app, threaded=True, request_handler=MotoRequestHandler
+        )
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="moto-server", daemon=True
+        )
+        self._thread.start()
+
+    def reset_extensions(self) -> None:
+        CONTROLS.reset()
+        sagemaker.reset()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._handler is not None:
+            for name in ("werkzeug", "moto_ext"):
+                logging.getLogger(name).removeHandler(self._handler)
+            self._handler.close()
