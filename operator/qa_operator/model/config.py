@@ -8,6 +8,14 @@ from typing import Any, Literal, cast
 Quantize = Literal["none", "dynamic-int8"]
 QUANTIZE_MODES: tuple[str, ...] = ("none", "dynamic-int8")
 
+# Settings a request may override (MLflow params); quantization and threads are fixed at load.
+REQUEST_PARAMS: tuple[str, ...] = (
+    "max_answer_length",
+    "max_seq_length",
+    "doc_stride",
+    "batch_size",
+)
+
 # BERT-style encoders have 512 position embeddings; a window can never be longer.
 MAX_POSITIONS = 512
 

@@ -15,11 +15,8 @@ import mlflow
 import pandas as pd
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
-from qa_operator.model.config import InferenceConfig
+from qa_operator.model.config import REQUEST_PARAMS, InferenceConfig
 from qa_operator.model.inputs import questions_and_texts
-
-# Settings a request may change; quantization and threads are fixed when the model loads.
-REQUEST_PARAMS = ("max_answer_length", "max_seq_length", "doc_stride", "batch_size")
 
 
 class QAModel(PythonModel):
