@@ -1,0 +1,99 @@
+"""Resolving a QAModelDeployment's model source to a local directory.
+
+Three sources: the HuggingFace hub (a HuggingFace model directory), S3 (every object under a
+prefix: a HuggingFace model directory), MLflow (a model URI: already an MLflow package, so pass
+the result to `packaging.load_package`). Adapter code: importing it loads neither torch nor
+transformers, and huggingface_hub and mlflow only when used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+# Weights for other frameworks that a PyTorch QA model never needs: skip the gigabytes.
+HF_IGNORE_PATTERNS = [
+    "*.h5",
+    "*.msgpack",
+    "*.ot",
+    "*.onnx",
+    "*.tflite",
+    "*.mlmodel",
+    "onnx/*",
+    "coreml/*",
+    "tf_model*",
+    "flax_model*",
+    "rust_model*",
+]
+
+
+def fetch_huggingface(
+    model_id: str,
+    revision: str,
+    cache_dir: Path,
+    *,
+    token: str | None = None,
+    endpoint: str | None = None,
+) -> Path:
+    """Download `model_id` at `revision` (a branch, tag or commit; pin a commit for
+    reproducible packages) into the hub cache at `cache_dir`; return the snapshot directory."""
+    if not model_id or not revision:
+        raise ValueError("a HuggingFace source needs both a model id and a revision")
+    from huggingface_hub import snapshot_download
+
+    path = snapshot_download(
+        repo_id=model_id,
+        revision=revision,
+        cache_dir=str(cache_dir),
+        token=token if token is not None else False,
+        endpoint=endpoint,
+        ignore_patterns=HF_IGNORE_PATTERNS,
+    )
+    return Path(path)
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """("bucket", "prefix/") from "s3://bucket/prefix"; the prefix is empty or ends with "/"."""
+    if not uri.startswith("s3://"):
+        raise ValueError(f"not an S3 URI (s3://bucket/prefix): {uri!r}")
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
+    if not bucket:
+        raise ValueError(f"S3 URI without a bucket: {uri!r}")
+    prefix = prefix.strip("/")
+    return bucket, f"{prefix}/" if prefix else ""
+
+
+def fetch_s3(uri: str, dest: Path, s3_client: Any) -> Path:
+    """Download every object under the S3 prefix `uri` into `dest`, keeping the key layout
+    below the prefix; return `dest`. An empty prefix is an error (FileNotFoundError)."""
+    bucket, prefix = parse_s3_uri(uri)
+    dest.mkdir(parents=True, exist_ok=True)
+    count = 0
+    paginator = s3_client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            key: str = obj["Key"]
+            if key.endswith("/"):
+                continue  # a "folder" marker, not a file
+            relative = PurePosixPath(key[len(prefix) :])
+            if relative.is_absolute() or ".." in relative.parts:
+                raise ValueError(f"refusing S3 key that escapes the destination: {key!r}")
+            target = dest.joinpath(*relative.parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            s3_client.download_file(bucket, key, str(target))
+            count += 1
+    if count == 0:
+        raise FileNotFoundError(f"no objects under {uri}")
+    return dest
+
+
+def fetch_mlflow(model_uri: str, dest: Path, *, tracking_uri: str | None = None) -> Path:
+    """Download the MLflow model at `model_uri` (models:/name/version, runs:/id/path, or an
+    artifact URI) into `dest`; return the MLflow model directory."""
+    import mlflow.artifacts
+
+    dest.mkdir(parents=True, exist_ok=True)
+    path = mlflow.artifacts.download_artifacts(
+        artifact_uri=model_uri, dst_path=str(dest), tracking_uri=tracking_uri
+    )
+    return Path(path)
