@@ -5,6 +5,7 @@ They are fixtures (not importable helpers) because tests/ has no packages.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
@@ -294,8 +295,12 @@ class DroppingProxy:
             upstream = socket.create_connection(self.upstream)
             with self._lock:
                 self._sockets += [downstream, upstream]
-            threading.Thread(target=self._pump, args=(downstream, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, downstream, False), daemon=True).start()
+            threading.Thread(
+                target=self._pump, args=(downstream, upstream, True), daemon=True
+            ).start()
+            threading.Thread(
+                target=self._pump, args=(upstream, downstream, False), daemon=True
+            ).start()
 
     def _pump(self, source: socket.socket, sink: socket.socket, counted: bool) -> None:
         try:
@@ -313,23 +318,27 @@ class DroppingProxy:
             pass
         finally:
             for sock in (source, sink):
-                try:
+                with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def _trip(self) -> None:
         self.tripped.set()
         with self._lock:
             for sock in self._sockets:
-                try:
+                with contextlib.suppress(OSError):
                     sock.close()
-                except OSError:
-                    pass
 
     def close(self) -> None:
         self._server.close()
         self._trip()
+
+
+@pytest.fixture
+def aws_env(aws: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The `aws` fixture, with this process's environment pointing boto3 at it."""
+    for name, value in aws.env().items():
+        monkeypatch.setenv(name, value)
+    return aws
 
 
 @pytest.fixture
