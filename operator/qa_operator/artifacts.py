@@ -1,0 +1,142 @@
+"""From a spec's model source to a packaged, archived MLflow model on local disk.
+
+Packaging runs in kopf's worker threads, never on its event loop, and at most
+`max_concurrent` at a time. Results are cached under the work dir by the source key, so a
+repeated pass (or a restarted operator on the same volume) does not fetch or package again.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qa_operator.desired import source_key
+from qa_operator.errors import OperatorError, RetryableError, TerminalError
+from qa_operator.spec import DeploymentSpec, HuggingFaceSource, MlflowSource, S3Source
+
+# Exceptions of huggingface_hub and requests, by name so that this module imports neither.
+_MISSING_MODEL = {
+    "RepositoryNotFoundError",
+    "RevisionNotFoundError",
+    "GatedRepoError",
+    "EntryNotFoundError",
+    "MlflowException",
+}
+
+
+@dataclass(frozen=True)
+class PreparedPackage:
+    digest: str  # content digest of the MLflow model directory
+    package_dir: Path
+    archive: Path
+    archive_digest: str
+
+
+class ModelPackager:
+    def __init__(
+        self,
+        work_dir: Path,
+        *,
+        max_concurrent: int,
+        s3_client: Callable[[str], Any],
+    ) -> None:
+        self._root = work_dir / "packages"
+        self._slots = threading.BoundedSemaphore(max_concurrent)
+        self._s3_client = s3_client
+
+    def prepare(self, spec: DeploymentSpec, region: str) -> PreparedPackage:
+        home = self._root / source_key(spec)
+        cached = self._cached(home)
+        if cached is not None:
+            return cached
+        with self._slots:
+            cached = self._cached(home)
+            if cached is not None:
+                return cached
+            home.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=home.name + ".", dir=home.parent))
+            try:
+                prepared = self._package(spec, region, staging)
+                shutil.rmtree(home, ignore_errors=True)
+                staging.rename(home)
+            except OperatorError:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            except Exception as exc:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise _classify(exc) from exc
+            return self._relocated(prepared, staging, home)
+
+    def _package(self, spec: DeploymentSpec, region: str, staging: Path) -> PreparedPackage:
+        from qa_operator.model import packaging, sources
+
+        source = spec.source
+        if isinstance(source, MlflowSource):
+            fetched = sources.fetch_mlflow(
+                source.model_uri, staging / "source", tracking_uri=source.tracking_uri
+            )
+            package = packaging.load_package(fetched)
+        else:
+            if isinstance(source, HuggingFaceSource):
+                model_dir = sources.fetch_huggingface(
+                    source.model_id, source.revision, self._root.parent / "huggingface"
+                )
+            else:
+                assert isinstance(source, S3Source)
+                model_dir = sources.fetch_s3(
+                    source.uri, staging / "source", self._s3_client(region)
+                )
+            try:
+                package = packaging.build_package(model_dir, staging / "package", spec.inference)
+            except ValueError as exc:
+                raise TerminalError("InvalidModel", f"cannot package the model: {exc}") from exc
+        archive = staging / "model.tar.gz"
+        archive_digest = packaging.write_archive(package, archive)
+        record = {
+            "digest": package.digest,
+            "archiveDigest": archive_digest,
+            "packageDir": package.path.relative_to(staging).as_posix(),
+        }
+        (staging / "package.json").write_text(json.dumps(record))
+        return PreparedPackage(package.digest, package.path, archive, archive_digest)
+
+    @staticmethod
+    def _relocated(prepared: PreparedPackage, old: Path, new: Path) -> PreparedPackage:
+        return PreparedPackage(
+            digest=prepared.digest,
+            package_dir=new / prepared.package_dir.relative_to(old),
+            archive=new / prepared.archive.relative_to(old),
+            archive_digest=prepared.archive_digest,
+        )
+
+    @staticmethod
+    def _cached(home: Path) -> PreparedPackage | None:
+        record_path = home / "package.json"
+        if not record_path.is_file():
+            return None
+        record = json.loads(record_path.read_text())
+        return PreparedPackage(
+            digest=record["digest"],
+            package_dir=home / record["packageDir"],
+            archive=home / "model.tar.gz",
+            archive_digest=record["archiveDigest"],
+        )
+
+
+def _classify(exc: Exception) -> OperatorError:
+    from qa_operator.aws.errors import as_operator_error, is_retryable_aws
+
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if names & _MISSING_MODEL:
+        return TerminalError("ModelNotFound", f"cannot fetch the model: {exc}")
+    if is_retryable_aws(exc) is not None:
+        return as_operator_error(exc, "fetching the model from S3")
+    if names & {"ConnectionError", "Timeout", "HfHubHTTPError", "OSError"}:
+        return RetryableError("ModelDownloadFailed", f"cannot fetch the model: {exc}")
+    return TerminalError("PackagingFailed", f"{type(exc).__name__}: {exc}")

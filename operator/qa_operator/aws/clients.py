@@ -1,0 +1,35 @@
+"""boto3 clients, built once per region with botocore's standard retry mode.
+
+Endpoints and credentials come from the standard chain (environment, IRSA web identity in a
+cluster, AWS_ENDPOINT_URL for a local stand-in); nothing here overrides them.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+
+class AwsClients:
+    def __init__(
+        self, *, max_attempts: int = 5, connect_timeout: float = 10, read_timeout: float = 60
+    ):
+        self._config = Config(
+            retries={"mode": "standard", "max_attempts": max_attempts},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+        )
+        self._lock = threading.Lock()
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._session = boto3.session.Session()
+
+    def client(self, service: str, region: str) -> Any:
+        key = (service, region)
+        with self._lock:
+            if key not in self._clients:
+                make_client: Any = self._session.client  # typed per service name; ours vary
+                self._clients[key] = make_client(service, region_name=region, config=self._config)
+            return self._clients[key]

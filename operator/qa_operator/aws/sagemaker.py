@@ -1,0 +1,206 @@
+"""SageMaker adapter: observe, create, update and delete, each idempotent.
+
+Not-found comes back as None or False, never as an exception. A create that finds its
+deterministic name taken is a success when the existing resource is ours (an earlier pass whose
+result was lost) and a conflict otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from qa_operator.aws.errors import ErrorClass, as_operator_error, classify
+from qa_operator.desired import (
+    DesiredEndpoint,
+    DesiredEndpointConfig,
+    DesiredModel,
+    Owner,
+    is_owned_by,
+    production_variant,
+)
+from qa_operator.errors import TerminalError
+from qa_operator.plan import ObservedEndpoint
+
+T = TypeVar("T")
+
+
+def _tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
+    return [{"Key": key, "Value": value} for key, value in sorted(tags.items())]
+
+
+class SageMakerGateway:
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def _call(self, operation: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except (ClientError, BotoCoreError) as exc:
+            raise as_operator_error(exc, operation) from exc
+
+    def _maybe(self, operation: str, fn: Callable[[], T]) -> T | None:
+        try:
+            return fn()
+        except (ClientError, BotoCoreError) as exc:
+            if classify(exc) is ErrorClass.NOT_FOUND:
+                return None
+            raise as_operator_error(exc, operation) from exc
+
+    def tags(self, arn: str) -> dict[str, str]:
+        tags: dict[str, str] = {}
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"ResourceArn": arn}
+            if token:
+                kwargs["NextToken"] = token
+            page = self._call("ListTags", lambda kw=kwargs: self._client.list_tags(**kw))  # type: ignore[misc]
+            tags.update({t["Key"]: t["Value"] for t in page.get("Tags", [])})
+            token = page.get("NextToken")
+            if not token:
+                return tags
+
+    def describe_endpoint(self, name: str, owner: Owner) -> ObservedEndpoint | None:
+        found = self._maybe(
+            "DescribeEndpoint", lambda: self._client.describe_endpoint(EndpointName=name)
+        )
+        if found is None:
+            return None
+        tags = self.tags(found["EndpointArn"])
+        return ObservedEndpoint(
+            name=name,
+            arn=found["EndpointArn"],
+            status=found["EndpointStatus"],
+            config_name=found["EndpointConfigName"],
+            failure_reason=found.get("FailureReason") or None,
+            tags=tags,
+            owned=is_owned_by(tags, owner),
+        )
+
+    def model_exists(self, name: str) -> bool:
+        found = self._maybe("DescribeModel", lambda: self._client.describe_model(ModelName=name))
+        return found is not None
+
+    def endpoint_config_exists(self, name: str) -> bool:
+        found = self._maybe(
+            "DescribeEndpointConfig",
+            lambda: self._client.describe_endpoint_config(EndpointConfigName=name),
+        )
+        return found is not None
+
+    def create_model(self, model: DesiredModel, owner: Owner) -> None:
+        container: dict[str, Any] = {
+            "Image": model.image_uri,
+            "Environment": dict(model.environment),
+        }
+        if model.model_data_url:
+            container["ModelDataUrl"] = model.model_data_url
+        self._create(
+            "CreateModel",
+            lambda: self._client.create_model(
+                ModelName=model.name,
+                PrimaryContainer=container,
+                ExecutionRoleArn=model.execution_role_arn,
+                Tags=_tag_list(model.tags),
+            ),
+            lambda: self._client.describe_model(ModelName=model.name)["ModelArn"],
+            owner,
+        )
+
+    def create_endpoint_config(self, config: DesiredEndpointConfig, owner: Owner) -> None:
+        self._create(
+            "CreateEndpointConfig",
+            lambda: self._client.create_endpoint_config(
+                EndpointConfigName=config.name,
+                ProductionVariants=[production_variant(config)],
+                Tags=_tag_list(config.tags),
+            ),
+            lambda: self._client.describe_endpoint_config(EndpointConfigName=config.name)[
+                "EndpointConfigArn"
+            ],
+            owner,
+        )
+
+    def create_endpoint(self, endpoint: DesiredEndpoint, owner: Owner) -> None:
+        self._create(
+            "CreateEndpoint",
+            lambda: self._client.create_endpoint(
+                EndpointName=endpoint.name,
+                EndpointConfigName=endpoint.config_name,
+                Tags=_tag_list(endpoint.tags),
+            ),
+            lambda: self._client.describe_endpoint(EndpointName=endpoint.name)["EndpointArn"],
+            owner,
+        )
+
+    def _create(
+        self,
+        operation: str,
+        create: Callable[[], Any],
+        existing_arn: Callable[[], str],
+        owner: Owner,
+    ) -> None:
+        try:
+            create()
+        except (ClientError, BotoCoreError) as exc:
+            if classify(exc) is not ErrorClass.ALREADY_EXISTS:
+                raise as_operator_error(exc, operation) from exc
+            arn = self._call(operation, existing_arn)
+            if not is_owned_by(self.tags(arn), owner):
+                raise TerminalError(
+                    "NameConflict",
+                    f"{operation}: {arn} already exists and is not managed by this resource",
+                ) from exc
+
+    def update_endpoint(self, name: str, config_name: str) -> None:
+        self._call(
+            "UpdateEndpoint",
+            lambda: self._client.update_endpoint(EndpointName=name, EndpointConfigName=config_name),
+        )
+
+    def delete_endpoint(self, name: str) -> None:
+        self._maybe("DeleteEndpoint", lambda: self._client.delete_endpoint(EndpointName=name))
+
+    def delete_model(self, name: str) -> None:
+        self._maybe("DeleteModel", lambda: self._client.delete_model(ModelName=name))
+
+    def delete_endpoint_config(self, name: str) -> None:
+        self._maybe(
+            "DeleteEndpointConfig",
+            lambda: self._client.delete_endpoint_config(EndpointConfigName=name),
+        )
+
+    def owned_models(self, name_prefix: str, owner: Owner) -> list[str]:
+        return [
+            item["ModelName"]
+            for item in self._pages("ListModels", "list_models", "Models", name_prefix)
+            if is_owned_by(self.tags(item["ModelArn"]), owner)
+        ]
+
+    def owned_endpoint_configs(self, name_prefix: str, owner: Owner) -> list[str]:
+        return [
+            item["EndpointConfigName"]
+            for item in self._pages(
+                "ListEndpointConfigs", "list_endpoint_configs", "EndpointConfigs", name_prefix
+            )
+            if is_owned_by(self.tags(item["EndpointConfigArn"]), owner)
+        ]
+
+    def _pages(
+        self, operation: str, method: str, key: str, name_contains: str
+    ) -> Iterator[dict[str, Any]]:
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"NameContains": name_contains, "MaxResults": 100}
+            if token:
+                kwargs["NextToken"] = token
+            page = self._call(
+                operation,
+                lambda kw=kwargs: getattr(self._client, method)(**kw),  # type: ignore[misc]
+            )
+            yield from page.get(key, [])
+            token = page.get("NextToken")
+            if not token:
+                return

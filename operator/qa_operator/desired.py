@@ -1,0 +1,185 @@
+"""Pure builders: spec + owner + resolved artifacts -> the SageMaker state we want.
+
+Every name is deterministic. The endpoint is named after its owner; the Model and EndpointConfig
+carry a digest of what they contain, so a crash between an AWS call and the status write finds the
+same names on the next pass and never creates a second resource.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from qa_operator.spec import DeploymentSpec, InstanceCompute, ServerlessCompute
+
+MAX_NAME = 63
+VARIANT_NAME = "AllTraffic"
+TAG_NAMESPACE = "qaoperator.io/namespace"
+TAG_NAME = "qaoperator.io/name"
+TAG_UID = "qaoperator.io/uid"
+TAG_MANAGED_BY = "qaoperator.io/managed-by"
+MANAGED_BY = "qa-operator"
+
+
+@dataclass(frozen=True)
+class Owner:
+    namespace: str
+    name: str
+    uid: str
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    """What packaging and the image pipeline produced for the current spec."""
+
+    package_digest: str
+    image_uri: str
+    model_data_url: str | None  # None when the package is baked into the image
+
+
+@dataclass(frozen=True)
+class DesiredModel:
+    name: str
+    image_uri: str
+    model_data_url: str | None
+    environment: Mapping[str, str]
+    execution_role_arn: str
+    tags: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class DesiredEndpointConfig:
+    name: str
+    model_name: str
+    compute: InstanceCompute | ServerlessCompute
+    tags: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class DesiredEndpoint:
+    name: str
+    config_name: str
+    tags: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    model: DesiredModel
+    config: DesiredEndpointConfig
+    endpoint: DesiredEndpoint
+
+
+def short_hash(payload: Any, length: int = 10) -> str:
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:length]
+
+
+def endpoint_name(owner: Owner, spec: DeploymentSpec) -> str:
+    if spec.endpoint.name:
+        return spec.endpoint.name
+    base = re.sub(r"[^a-zA-Z0-9-]", "-", f"{owner.namespace}-{owner.name}").strip("-")
+    if len(base) <= MAX_NAME:
+        return base
+    suffix = short_hash([owner.namespace, owner.name], 8)
+    return f"{base[: MAX_NAME - len(suffix) - 1].rstrip('-')}-{suffix}"
+
+
+def owner_tags(owner: Owner) -> dict[str, str]:
+    return {
+        TAG_NAMESPACE: owner.namespace,
+        TAG_NAME: owner.name,
+        TAG_UID: owner.uid,
+        TAG_MANAGED_BY: MANAGED_BY,
+    }
+
+
+def is_owned_by(tags: Mapping[str, str], owner: Owner) -> bool:
+    return tags.get(TAG_UID) == owner.uid and tags.get(TAG_MANAGED_BY) == MANAGED_BY
+
+
+def content_name(prefix: str, payload: Any) -> str:
+    digest = short_hash(payload)
+    return f"{prefix[: MAX_NAME - len(digest) - 1].rstrip('-')}-{digest}"
+
+
+def desired_state(
+    spec: DeploymentSpec,
+    owner: Owner,
+    artifacts: Artifacts,
+    *,
+    execution_role_arn: str,
+) -> DesiredState:
+    endpoint = endpoint_name(owner, spec)
+    tags = {**spec.endpoint.tags, **owner_tags(owner)}
+    environment = dict(sorted(spec.endpoint.environment.items()))
+    model_content = {
+        "image": artifacts.image_uri,
+        "modelDataUrl": artifacts.model_data_url,
+        "package": artifacts.package_digest,
+        "environment": environment,
+        "role": execution_role_arn,
+    }
+    model = DesiredModel(
+        name=content_name(endpoint, model_content),
+        image_uri=artifacts.image_uri,
+        model_data_url=artifacts.model_data_url,
+        environment=environment,
+        execution_role_arn=execution_role_arn,
+        tags=tags,
+    )
+    compute = spec.endpoint.compute
+    config = DesiredEndpointConfig(
+        name=content_name(endpoint, {"model": model.name, "compute": compute_payload(compute)}),
+        model_name=model.name,
+        compute=compute,
+        tags=tags,
+    )
+    return DesiredState(
+        model=model,
+        config=config,
+        endpoint=DesiredEndpoint(name=endpoint, config_name=config.name, tags=tags),
+    )
+
+
+def compute_payload(compute: InstanceCompute | ServerlessCompute) -> dict[str, Any]:
+    if isinstance(compute, ServerlessCompute):
+        return {
+            "serverless": {
+                "memorySizeInMB": compute.memory_size_mb,
+                "maxConcurrency": compute.max_concurrency,
+            }
+        }
+    return {"instanceType": compute.instance_type, "instanceCount": compute.instance_count}
+
+
+def production_variant(config: DesiredEndpointConfig) -> dict[str, Any]:
+    """The one ProductionVariant of CreateEndpointConfig, in the API's own shape."""
+    variant: dict[str, Any] = {"VariantName": VARIANT_NAME, "ModelName": config.model_name}
+    if isinstance(config.compute, ServerlessCompute):
+        variant["ServerlessConfig"] = {
+            "MemorySizeInMB": config.compute.memory_size_mb,
+            "MaxConcurrency": config.compute.max_concurrency,
+        }
+    else:
+        variant["InstanceType"] = config.compute.instance_type
+        variant["InitialInstanceCount"] = config.compute.instance_count
+        variant["InitialVariantWeight"] = 1.0
+    return variant
+
+
+def package_key(prefix: str, owner: Owner, package_digest: str) -> str:
+    """Content-addressed S3 key of a model package, under a per-owner prefix for clean deletes."""
+    return f"{owner_prefix(prefix, owner)}{package_digest.replace(':', '-')}/model.tar.gz"
+
+
+def owner_prefix(prefix: str, owner: Owner) -> str:
+    return f"{prefix.strip('/')}/{owner.namespace}/{owner.name}-{owner.uid}/"
+
+
+def source_key(spec: DeploymentSpec) -> str:
+    """Identity of what gets packaged: a change here means packaging again."""
+    return short_hash({"source": repr(spec.source), "inference": repr(spec.inference)}, 16)

@@ -1,0 +1,86 @@
+"""kopf wiring, and nothing else: every handler hands the resource to the one Reconciler.
+
+Run with `qa-operator run` (or `kopf run -m qa_operator.handlers`). Handlers are synchronous, so
+kopf runs them in its worker threads: packaging and uploads never block the event loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from qa_operator.aws.clients import AwsClients
+from qa_operator.desired import Owner
+from qa_operator.reconciler import Outcome, Reconciler, Resource
+from qa_operator.settings import OperatorSettings
+
+GROUP, VERSION, PLURAL = "serving.qaoperator.io", "v1alpha1", "qamodeldeployments"
+SETTINGS = OperatorSettings.from_env()
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.persistence.finalizer = "serving.qaoperator.io/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="qaoperator.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="qaoperator.io", key="last-handled-configuration"
+    )
+    settings.execution.max_workers = max(4, SETTINGS.max_concurrent_packaging * 4)
+    settings.posting.level = 20  # INFO: our own events, not kopf's debug chatter
+    memo.reconciler = Reconciler(SETTINGS, AwsClients().client)
+
+
+def _resource(body: kopf.Body) -> Resource:
+    meta = body.metadata
+    return Resource(
+        owner=Owner(namespace=meta.namespace or "", name=meta.name or "", uid=meta.uid or ""),
+        generation=int(meta.get("generation") or 0),
+        spec=dict(body.spec),
+        status=dict(body.status),
+    )
+
+
+def _report(outcome: Outcome, body: kopf.Body, patch: kopf.Patch | None) -> None:
+    for event in outcome.events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+    if patch is not None:
+        patch.status.update(outcome.status)
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+def reconcile(body: kopf.Body, patch: kopf.Patch, retry: int, memo: kopf.Memo, **_: Any) -> None:
+    reconciler: Reconciler = memo.reconciler
+    with reconciler.lock_for(body.metadata.uid or ""):
+        outcome = reconciler.reconcile(_resource(body), attempt=retry)
+    _report(outcome, body, patch)
+    if outcome.requeue_after is not None:
+        raise kopf.TemporaryError(outcome.message, delay=outcome.requeue_after)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=SETTINGS.resync_seconds, idle=SETTINGS.resync_seconds)
+def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    """Level-triggered drift detection: SageMaker changes without telling Kubernetes."""
+    reconciler: Reconciler = memo.reconciler
+    lock = reconciler.lock_for(body.metadata.uid or "")
+    if not lock.acquire(blocking=False):
+        return  # a change handler is mid-pass; it reports for both of us
+    try:
+        outcome = reconciler.reconcile(_resource(body))
+    finally:
+        lock.release()
+    _report(outcome, body, patch)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+def finalize(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
+    reconciler: Reconciler = memo.reconciler
+    uid = body.metadata.uid or ""
+    with reconciler.lock_for(uid):
+        outcome = reconciler.finalize(_resource(body), attempt=retry)
+    _report(outcome, body, None)
+    if not outcome.done:
+        raise kopf.TemporaryError(outcome.message, delay=outcome.requeue_after or 5)
+    reconciler.forget(uid)

@@ -1,0 +1,95 @@
+"""Which serving image a SageMaker Model runs, and making sure it is in the registry.
+
+With a target repository (spec.image.repository or the operator default) the image is published
+through the registry API, no Docker daemon: the base serving image is copied in, and in `baked`
+mode one layer with the model package is appended. Without one, `s3` mode runs the configured
+serving image as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qa_operator.errors import RetryableError, TerminalError
+from qa_operator.settings import OperatorSettings
+from qa_operator.spec import ImageSettings
+
+
+@dataclass(frozen=True)
+class ResolvedImage:
+    uri: str
+    digest: str | None
+
+
+class ImageResolver:
+    def __init__(self, settings: OperatorSettings, ecr_client: Callable[[str], Any]) -> None:
+        self._settings = settings
+        self._ecr_client = ecr_client
+
+    def cache_key(self, image: ImageSettings, package_digest: str) -> str:
+        repository = image.repository or self._settings.image_repository or ""
+        package = package_digest if image.mode == "baked" else ""
+        return "|".join((self._settings.serving_image or "", repository, image.mode, package))
+
+    def resolve(
+        self, image: ImageSettings, region: str, package_dir: Path, package_digest: str
+    ) -> ResolvedImage:
+        base = self._settings.serving_image
+        repository = image.repository or self._settings.image_repository
+        if base is None:
+            raise TerminalError(
+                "NoServingImage",
+                "no serving image is configured: set QA_OPERATOR_SERVING_IMAGE on the operator",
+            )
+        if repository is None:
+            if image.mode == "baked":
+                raise TerminalError(
+                    "NoImageRepository",
+                    "image.mode baked needs image.repository (or QA_OPERATOR_IMAGE_REPOSITORY)",
+                )
+            _, _, digest = base.partition("@")
+            return ResolvedImage(uri=base, digest=digest or None)
+        return self._publish(base, repository, image, region, package_dir, package_digest)
+
+    def _publish(
+        self,
+        base: str,
+        repository: str,
+        image: ImageSettings,
+        region: str,
+        package_dir: Path,
+        package_digest: str,
+    ) -> ResolvedImage:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from qa_operator.aws.ecr import ecr_registry_client, ensure_repository
+        from qa_operator.aws.errors import as_operator_error
+        from qa_operator.registry import client as registry
+        from qa_operator.registry.images import publish_image
+
+        ecr = self._ecr_client(region)
+        try:
+            ensure_repository(ecr, repository)
+            client = ecr_registry_client(ecr, registry_endpoint=self._settings.registry_endpoint)
+            ref = publish_image(
+                client,
+                base=base,
+                target_repository=repository,
+                mode=image.mode,
+                package_dir=package_dir,
+                package_digest=package_digest,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise as_operator_error(exc, "ECR") from exc
+        except registry.RegistryUnauthorized as exc:
+            raise TerminalError("RegistryUnauthorized", f"registry refused: {exc}") from exc
+        except registry.RegistryNotFound as exc:
+            raise TerminalError("ImageNotFound", f"registry: {exc}") from exc
+        except registry.RegistryUnreachable as exc:
+            raise RetryableError("RegistryUnreachable", f"registry unreachable: {exc}") from exc
+        except registry.RegistryError as exc:
+            raise RetryableError("RegistryError", f"registry: {exc}") from exc
+        return ResolvedImage(uri=ref.uri, digest=ref.digest)

@@ -1,0 +1,216 @@
+"""Pure planning: (desired, observed, history) -> what to do next.
+
+No SDK here. The reconciler observes SageMaker, asks for a plan, performs its actions and reports
+its verdict. Every branch is one row of a table test in tests/unit/test_plan.py.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from qa_operator.desired import DesiredState
+
+TRANSITIONAL = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
+
+
+class Action(enum.Enum):
+    CREATE_MODEL = "CreateModel"
+    CREATE_ENDPOINT_CONFIG = "CreateEndpointConfig"
+    CREATE_ENDPOINT = "CreateEndpoint"
+    UPDATE_ENDPOINT = "UpdateEndpoint"
+    DELETE_ENDPOINT = "DeleteEndpoint"
+    DELETE_SUPERSEDED = "DeleteSuperseded"
+    DELETE_OWNED = "DeleteOwned"
+
+
+class State(enum.Enum):
+    """Where the deployment stands after the plan's actions; conditions are derived from it."""
+
+    CREATING = "Creating"
+    UPDATING = "Updating"
+    WAITING = "Waiting"
+    READY = "Ready"
+    FAILED = "Failed"
+    ROLLED_BACK = "RolledBack"
+    CONFLICT = "Conflict"
+    DELETING = "Deleting"
+    DELETED = "Deleted"
+
+
+@dataclass(frozen=True)
+class ObservedEndpoint:
+    name: str
+    arn: str
+    status: str
+    config_name: str
+    failure_reason: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    owned: bool = True
+
+
+@dataclass(frozen=True)
+class Observed:
+    endpoint: ObservedEndpoint | None
+    model_exists: bool = False
+    config_exists: bool = False
+
+
+@dataclass(frozen=True)
+class History:
+    """What earlier passes recorded in status, so a failed config is not retried blindly."""
+
+    generation: int
+    attempted_config: str | None = None
+    attempted_generation: int | None = None
+    failed_config: str | None = None
+    failed_generation: int | None = None
+
+    def blocks(self, config_name: str) -> bool:
+        """This config failed at the current generation: wait for a new spec."""
+        return self._failed_since(config_name, self.generation)
+
+    def attempt_generation(self, config_name: str) -> int:
+        """The generation at which this config was last tried (the current one if unrecorded)."""
+        if self.attempted_config == config_name and self.attempted_generation is not None:
+            return self.attempted_generation
+        return self.generation
+
+    def is_new_failure(self, config_name: str) -> bool:
+        """A failure of this config that is not yet recorded for its latest attempt."""
+        return not self._failed_since(config_name, self.attempt_generation(config_name))
+
+    def _failed_since(self, config_name: str, generation: int) -> bool:
+        return (
+            self.failed_config == config_name
+            and self.failed_generation is not None
+            and self.failed_generation >= generation
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    state: State
+    reason: str
+    message: str
+    actions: tuple[Action, ...] = ()
+    failure_generation: int | None = None  # record the desired config as failed at this generation
+
+    @property
+    def settled(self) -> bool:
+        """Nothing will change without a new spec or an outside change: poll slowly."""
+        return self.state in (State.READY, State.FAILED, State.ROLLED_BACK, State.CONFLICT)
+
+
+def plan_reconcile(desired: DesiredState, observed: Observed, history: History) -> Plan:
+    endpoint = observed.endpoint
+    config_name = desired.config.name
+    if endpoint is None:
+        return Plan(
+            State.CREATING,
+            "CreatingEndpoint",
+            f"creating endpoint {desired.endpoint.name} with config {config_name}",
+            (*_prerequisites(observed), Action.CREATE_ENDPOINT),
+        )
+    if not endpoint.owned:
+        return Plan(
+            State.CONFLICT,
+            "EndpointNameConflict",
+            f"endpoint {endpoint.name} exists in SageMaker but is not managed by this resource; "
+            "choose another spec.endpoint.name or delete that endpoint",
+        )
+    if endpoint.status in TRANSITIONAL:
+        return Plan(
+            State.WAITING,
+            f"Endpoint{endpoint.status}",
+            f"endpoint {endpoint.name} is {endpoint.status}; waiting before any change",
+        )
+    if endpoint.status == "Failed":
+        return _plan_failed(desired, endpoint, history)
+    if endpoint.status != "InService":
+        return Plan(
+            State.WAITING,
+            "EndpointNotInService",
+            f"endpoint {endpoint.name} is {endpoint.status}; waiting for InService",
+        )
+    if endpoint.config_name == config_name:
+        return Plan(
+            State.READY,
+            "EndpointInService",
+            f"endpoint {endpoint.name} is InService on config {config_name}",
+            (Action.DELETE_SUPERSEDED,),
+        )
+    rolled_back = (
+        history.attempted_config == config_name
+        and bool(endpoint.failure_reason)
+        and history.is_new_failure(config_name)
+    )
+    if history.blocks(config_name) or rolled_back:
+        return Plan(
+            State.ROLLED_BACK,
+            "UpdateRolledBack",
+            f"update to config {config_name} failed and SageMaker rolled back to "
+            f"{endpoint.config_name}: {endpoint.failure_reason or 'no reason given'}; "
+            "change the spec to try again",
+            failure_generation=history.attempt_generation(config_name) if rolled_back else None,
+        )
+    return Plan(
+        State.UPDATING,
+        "UpdatingEndpoint",
+        f"updating endpoint {endpoint.name} from config {endpoint.config_name} to {config_name}",
+        (*_prerequisites(observed), Action.UPDATE_ENDPOINT),
+    )
+
+
+def _plan_failed(desired: DesiredState, endpoint: ObservedEndpoint, history: History) -> Plan:
+    reason = endpoint.failure_reason or "SageMaker gave no FailureReason"
+    config_name = desired.config.name
+    new_failure = endpoint.config_name == config_name and history.is_new_failure(config_name)
+    if history.blocks(config_name) or new_failure:
+        return Plan(
+            State.FAILED,
+            "EndpointFailed",
+            f"endpoint {endpoint.name} failed on config {endpoint.config_name}: {reason}; "
+            "change the spec to try again",
+            failure_generation=history.attempt_generation(config_name) if new_failure else None,
+        )
+    return Plan(
+        State.DELETING,
+        "RecreatingFailedEndpoint",
+        f"endpoint {endpoint.name} failed ({reason}); deleting it to create it again "
+        f"with config {config_name}",
+        (Action.DELETE_ENDPOINT,),
+    )
+
+
+def _prerequisites(observed: Observed) -> tuple[Action, ...]:
+    actions = []
+    if not observed.model_exists:
+        actions.append(Action.CREATE_MODEL)
+    if not observed.config_exists:
+        actions.append(Action.CREATE_ENDPOINT_CONFIG)
+    return tuple(actions)
+
+
+def plan_delete(endpoint: ObservedEndpoint | None) -> Plan:
+    """Deletion with the Delete policy: endpoint first, then everything else this owner tagged."""
+    if endpoint is not None and endpoint.owned:
+        if endpoint.status in TRANSITIONAL:
+            return Plan(
+                State.DELETING,
+                f"Endpoint{endpoint.status}",
+                f"endpoint {endpoint.name} is {endpoint.status}; deleting once it settles",
+            )
+        return Plan(
+            State.DELETING,
+            "DeletingEndpoint",
+            f"deleting endpoint {endpoint.name}",
+            (Action.DELETE_ENDPOINT,),
+        )
+    return Plan(
+        State.DELETED,
+        "Deleted",
+        "deleted every endpoint config, model and package this resource owned",
+        (Action.DELETE_OWNED,),
+    )

@@ -1,0 +1,414 @@
+"""One idempotent pass: observe SageMaker, compute the desired state, plan, act, report.
+
+It knows nothing of kopf: it takes the resource as plain data and returns an Outcome (one status
+patch, the events to post, when to look again). kopf's handlers are thin wrappers around it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from qa_operator import conditions
+from qa_operator.artifacts import ModelPackager
+from qa_operator.aws.s3 import PackageStore, split_s3_uri
+from qa_operator.aws.sagemaker import SageMakerGateway
+from qa_operator.conditions import Verdict
+from qa_operator.desired import (
+    Artifacts,
+    DesiredState,
+    Owner,
+    desired_state,
+    endpoint_name,
+    owner_prefix,
+    package_key,
+    source_key,
+)
+from qa_operator.errors import OperatorError, RetryableError, TerminalError
+from qa_operator.images import ImageResolver
+from qa_operator.plan import (
+    Action,
+    History,
+    Observed,
+    ObservedEndpoint,
+    Plan,
+    State,
+    plan_delete,
+    plan_reconcile,
+)
+from qa_operator.settings import OperatorSettings
+from qa_operator.spec import DeploymentSpec, SpecError, parse_spec
+
+AwsClientFactory = Callable[[str, str], Any]
+
+
+@dataclass(frozen=True)
+class Resource:
+    owner: Owner
+    generation: int
+    spec: Mapping[str, Any]
+    status: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Event:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass
+class Outcome:
+    status: dict[str, Any] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    requeue_after: float | None = None
+    message: str = ""
+    done: bool = True
+
+
+def invocation_url(region: str, endpoint: str) -> str:
+    return f"https://runtime.sagemaker.{region}.amazonaws.com/endpoints/{endpoint}/invocations"
+
+
+class Reconciler:
+    def __init__(
+        self,
+        settings: OperatorSettings,
+        aws_client: AwsClientFactory,
+        *,
+        packager: ModelPackager | None = None,
+        images: ImageResolver | None = None,
+        now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.settings = settings
+        self._aws = aws_client
+        self._packager = packager or ModelPackager(
+            settings.work_dir,
+            max_concurrent=settings.max_concurrent_packaging,
+            s3_client=lambda region: aws_client("s3", region),
+        )
+        self._images = images or ImageResolver(settings, lambda region: aws_client("ecr", region))
+        self._now = now
+        self._jitter = jitter
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def lock_for(self, uid: str) -> threading.Lock:
+        """Create/update handlers and the timer may fire together for one resource."""
+        with self._locks_guard:
+            return self._locks.setdefault(uid, threading.Lock())
+
+    def forget(self, uid: str) -> None:
+        with self._locks_guard:
+            self._locks.pop(uid, None)
+
+    def backoff(self, attempt: int) -> float:
+        base = min(
+            self.settings.poll_max_seconds, self.settings.poll_min_seconds * 1.5 ** max(attempt, 0)
+        )
+        return round(base * (0.8 + 0.4 * self._jitter()), 2)
+
+    # -- create, update, resume, resync ------------------------------------------------------
+
+    def reconcile(self, resource: Resource, attempt: int = 0) -> Outcome:
+        outcome = Outcome()
+        try:
+            spec = parse_spec(resource.spec)
+        except SpecError as exc:
+            return self._finish(resource, outcome, conditions.blocked("InvalidSpec", str(exc)))
+        try:
+            plan = self._reconcile(resource, spec, outcome)
+        except TerminalError as exc:
+            outcome.events.append(Event("Warning", exc.reason, exc.message))
+            return self._finish(resource, outcome, conditions.blocked(exc.reason, exc.message))
+        except RetryableError as exc:
+            outcome.requeue_after = self.backoff(attempt)
+            return self._finish(resource, outcome, conditions.retrying(exc.reason, exc.message))
+        verdict = conditions.verdict_for(plan.state, plan.reason, plan.message)
+        if not plan.settled:
+            outcome.requeue_after = self.backoff(attempt)
+        return self._finish(resource, outcome, verdict)
+
+    def _reconcile(self, resource: Resource, spec: DeploymentSpec, outcome: Outcome) -> Plan:
+        owner, status = resource.owner, resource.status
+        region = self._region(spec, status)
+        role = spec.endpoint.execution_role_arn or self.settings.execution_role_arn
+        if role is None:
+            raise TerminalError(
+                "NoExecutionRole",
+                "set spec.endpoint.executionRoleArn or QA_OPERATOR_EXECUTION_ROLE_ARN",
+            )
+        sagemaker = SageMakerGateway(self._aws("sagemaker", region))
+        name = endpoint_name(owner, spec)
+        outcome.status.update(
+            region=region, endpointName=name, invocationUrl=invocation_url(region, name)
+        )
+        artifacts = self._artifacts(resource, spec, region, outcome)
+        desired = desired_state(spec, owner, artifacts, execution_role_arn=role)
+        outcome.status.update(modelName=desired.model.name, endpointConfigName=desired.config.name)
+
+        endpoint = sagemaker.describe_endpoint(name, owner)
+        needs_prerequisites = endpoint is None or endpoint.config_name != desired.config.name
+        observed = Observed(
+            endpoint=endpoint,
+            model_exists=needs_prerequisites and sagemaker.model_exists(desired.model.name),
+            config_exists=needs_prerequisites
+            and sagemaker.endpoint_config_exists(desired.config.name),
+        )
+        plan = plan_reconcile(desired, observed, _history(resource))
+        self._act(plan, desired, owner, sagemaker, region, outcome, resource.generation)
+        if any(a in plan.actions for a in (Action.CREATE_ENDPOINT, Action.UPDATE_ENDPOINT)):
+            endpoint = sagemaker.describe_endpoint(name, owner) or endpoint
+        self._record_endpoint(endpoint, outcome)
+        if plan.failure_generation is not None:
+            outcome.status["lastFailure"] = {
+                "config": desired.config.name,
+                "generation": plan.failure_generation,
+                "reason": (endpoint.failure_reason if endpoint else None) or plan.message,
+            }
+            outcome.events.append(Event("Warning", plan.reason, plan.message))
+        return plan
+
+    def _region(self, spec: DeploymentSpec, status: Mapping[str, Any]) -> str:
+        recorded = status.get("region")
+        wanted = spec.endpoint.region or recorded or self.settings.default_region
+        if recorded and spec.endpoint.region and spec.endpoint.region != recorded:
+            raise TerminalError(
+                "RegionChanged",
+                f"the endpoint lives in {recorded}; moving it to {spec.endpoint.region} "
+                "is not supported: create a new QAModelDeployment instead",
+            )
+        return str(wanted)
+
+    def _artifacts(
+        self, resource: Resource, spec: DeploymentSpec, region: str, outcome: Outcome
+    ) -> Artifacts:
+        status = resource.status
+        key = source_key(spec)
+        recorded_package = status.get("modelPackage") or {}
+        recorded_image = status.get("image") or {}
+        needs_bucket = spec.image.mode == "s3"
+        bucket = self.settings.bucket
+        if needs_bucket and bucket is None:
+            raise TerminalError(
+                "NoBucket", "image.mode s3 needs an S3 bucket: set QA_OPERATOR_BUCKET"
+            )
+        if recorded_package.get("sourceKey") == key and recorded_image.get("key") == (
+            self._images.cache_key(spec.image, recorded_package.get("digest", ""))
+        ):
+            outcome.status["modelPackage"] = dict(recorded_package)
+            outcome.status["image"] = dict(recorded_image)
+            return Artifacts(
+                package_digest=recorded_package["digest"],
+                image_uri=recorded_image["uri"],
+                model_data_url=recorded_package.get("uri") if needs_bucket else None,
+            )
+
+        prepared = self._packager.prepare(spec, region)
+        model_data_url: str | None = None
+        if needs_bucket:
+            assert bucket is not None
+            key_name = package_key(self.settings.bucket_prefix, resource.owner, prepared.digest)
+            store = PackageStore(self._aws("s3", region))
+            if store.upload(prepared.archive, bucket, key_name, prepared.digest):
+                outcome.events.append(
+                    Event("Normal", "UploadedPackage", f"uploaded s3://{bucket}/{key_name}")
+                )
+            model_data_url = f"s3://{bucket}/{key_name}"
+        image = self._images.resolve(spec.image, region, prepared.package_dir, prepared.digest)
+        outcome.status["modelPackage"] = {
+            "uri": model_data_url,
+            "digest": prepared.digest,
+            "sourceKey": key,
+        }
+        outcome.status["image"] = {
+            "uri": image.uri,
+            "digest": image.digest,
+            "key": self._images.cache_key(spec.image, prepared.digest),
+        }
+        return Artifacts(prepared.digest, image.uri, model_data_url)
+
+    def _act(
+        self,
+        plan: Plan,
+        desired: DesiredState,
+        owner: Owner,
+        sagemaker: SageMakerGateway,
+        region: str,
+        outcome: Outcome,
+        generation: int,
+    ) -> None:
+        def note(reason: str, message: str) -> None:
+            outcome.events.append(Event("Normal", reason, message))
+
+        for action in plan.actions:
+            if action is Action.CREATE_MODEL:
+                sagemaker.create_model(desired.model, owner)
+                note("CreatedModel", f"created SageMaker model {desired.model.name}")
+            elif action is Action.CREATE_ENDPOINT_CONFIG:
+                sagemaker.create_endpoint_config(desired.config, owner)
+                note("CreatedEndpointConfig", f"created endpoint config {desired.config.name}")
+            elif action is Action.CREATE_ENDPOINT:
+                outcome.status["lastAttempt"] = _attempt(desired, generation)
+                sagemaker.create_endpoint(desired.endpoint, owner)
+                note("CreatingEndpoint", plan.message)
+            elif action is Action.UPDATE_ENDPOINT:
+                outcome.status["lastAttempt"] = _attempt(desired, generation)
+                sagemaker.update_endpoint(desired.endpoint.name, desired.config.name)
+                note("UpdatingEndpoint", plan.message)
+            elif action is Action.DELETE_ENDPOINT:
+                sagemaker.delete_endpoint(desired.endpoint.name)
+                note("DeletingEndpoint", plan.message)
+            elif action is Action.DELETE_SUPERSEDED:
+                self._delete_superseded(desired, owner, sagemaker, region, outcome)
+
+    def _delete_superseded(
+        self,
+        desired: DesiredState,
+        owner: Owner,
+        sagemaker: SageMakerGateway,
+        region: str,
+        outcome: Outcome,
+    ) -> None:
+        name = desired.endpoint.name
+        configs = [
+            c for c in sagemaker.owned_endpoint_configs(name, owner) if c != desired.config.name
+        ]
+        models = [m for m in sagemaker.owned_models(name, owner) if m != desired.model.name]
+        for config in configs:
+            sagemaker.delete_endpoint_config(config)
+        for model in models:
+            sagemaker.delete_model(model)
+        packages = self._delete_packages(
+            owner, region, keep=outcome.status["modelPackage"].get("uri")
+        )
+        if configs or models or packages:
+            outcome.events.append(
+                Event(
+                    "Normal",
+                    "DeletedSuperseded",
+                    f"deleted superseded endpoint configs {configs or '[]'}, models "
+                    f"{models or '[]'} and {packages} package object(s)",
+                )
+            )
+
+    def _delete_packages(self, owner: Owner, region: str, keep: str | None) -> int:
+        bucket = self.settings.bucket
+        if bucket is None:
+            return 0
+        store = PackageStore(self._aws("s3", region))
+        prefix = owner_prefix(self.settings.bucket_prefix, owner)
+        kept_key = split_s3_uri(keep)[1] if keep else None
+        doomed = [k for k in store.keys(bucket, prefix) if k != kept_key]
+        store.delete(bucket, doomed)
+        return len(doomed)
+
+    def _record_endpoint(self, endpoint: ObservedEndpoint | None, outcome: Outcome) -> None:
+        if endpoint is None or not endpoint.owned:
+            outcome.status.update(endpointArn=None, endpointStatus=None, failureReason=None)
+            return
+        outcome.status.update(
+            endpointArn=endpoint.arn,
+            endpointStatus=endpoint.status,
+            failureReason=endpoint.failure_reason,
+        )
+
+    # -- delete ------------------------------------------------------------------------------
+
+    def finalize(self, resource: Resource, attempt: int = 0) -> Outcome:
+        """One pass of deletion; `done` tells the finalizer it may let go."""
+        outcome = Outcome()
+        policy = resource.spec.get("deletionPolicy", "Delete")
+        if policy == "Retain":
+            outcome.events.append(
+                Event(
+                    "Normal",
+                    "Retained",
+                    f"deletionPolicy Retain: endpoint {resource.status.get('endpointName')} "
+                    "and its configs, models and packages are left in AWS",
+                )
+            )
+            return outcome
+        try:
+            return self._finalize(resource, outcome, attempt)
+        except OperatorError as exc:
+            outcome.done = False
+            outcome.requeue_after = self.backoff(attempt)
+            outcome.message = exc.message
+            outcome.events.append(Event("Warning", exc.reason, exc.message))
+            return outcome
+
+    def _finalize(self, resource: Resource, outcome: Outcome, attempt: int) -> Outcome:
+        owner, status = resource.owner, resource.status
+        name = status.get("endpointName")
+        region = status.get("region")
+        if name is None or region is None:
+            try:
+                spec = parse_spec(resource.spec)
+            except SpecError:
+                return outcome  # never valid, so nothing was ever created
+            name = name or endpoint_name(owner, spec)
+            region = region or spec.endpoint.region or self.settings.default_region
+        sagemaker = SageMakerGateway(self._aws("sagemaker", region))
+        plan = plan_delete(sagemaker.describe_endpoint(name, owner))
+        if Action.DELETE_ENDPOINT in plan.actions:
+            sagemaker.delete_endpoint(name)
+            outcome.events.append(Event("Normal", "DeletingEndpoint", plan.message))
+        if plan.state is State.DELETING:
+            outcome.done = False
+            outcome.message = plan.message
+            outcome.requeue_after = self.backoff(attempt)
+            return outcome
+        configs = sagemaker.owned_endpoint_configs(name, owner)
+        models = sagemaker.owned_models(name, owner)
+        for config in configs:
+            sagemaker.delete_endpoint_config(config)
+        for model in models:
+            sagemaker.delete_model(model)
+        packages = self._delete_packages(owner, region, keep=None)
+        outcome.events.append(
+            Event(
+                "Normal",
+                "Deleted",
+                f"deleted endpoint {name}, {len(configs)} endpoint config(s), "
+                f"{len(models)} model(s) and {packages} package object(s)",
+            )
+        )
+        return outcome
+
+    # -- reporting ---------------------------------------------------------------------------
+
+    def _finish(self, resource: Resource, outcome: Outcome, verdict: Verdict) -> Outcome:
+        now = self._now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        outcome.status["conditions"] = conditions.merge_conditions(
+            resource.status.get("conditions"),
+            verdict.conditions,
+            generation=resource.generation,
+            now=now,
+        )
+        outcome.status["observedGeneration"] = resource.generation
+        if verdict.phase:
+            outcome.status["phase"] = verdict.phase
+        outcome.message = "; ".join(f"{c.type}={c.status} ({c.reason})" for c in verdict.conditions)
+        return outcome
+
+
+def _attempt(desired: DesiredState, generation: int) -> dict[str, Any]:
+    return {"config": desired.config.name, "generation": generation}
+
+
+def _history(resource: Resource) -> History:
+    attempt = resource.status.get("lastAttempt") or {}
+    failure = resource.status.get("lastFailure") or {}
+    return History(
+        generation=resource.generation,
+        attempted_config=attempt.get("config"),
+        attempted_generation=attempt.get("generation"),
+        failed_config=failure.get("config"),
+        failed_generation=failure.get("generation"),
+    )
