@@ -229,3 +229,32 @@ def test_push_cut_half_way_leaves_nothing_that_breaks_the_next_run(
 def test_baked_without_a_package_is_refused(registry):
     with pytest.raises(ValueError, match="package_dir"):
         publish_image(registry, base="x/y:1", target_repository="qa/z", mode="baked")
+
+
+def test_known_package_digest_on_the_same_base_is_found_without_rebuilding(
+    registry, images, model_package
+):
+    images.push_base(registry, "serving/base", "fast")
+    images.push_base(registry, "serving/other", "fast", media_type=DOCKER_MANIFEST)
+
+    def publish(base):
+        return publish_image(
+            registry,
+            base=f"{registry.host}/{base}",
+            target_repository="qa/fast",
+            mode="baked",
+            package_dir=model_package,
+            package_digest=PACKAGE_DIGEST,
+        )
+
+    first = publish("serving/base:fast")
+    before = registry.bytes_uploaded
+    assert publish("serving/base:fast") == first
+    assert registry.bytes_uploaded == before
+
+    # Same package on another base: the tag moves to a new image built on that base.
+    moved = publish("serving/other:fast")
+    assert moved.tag == first.tag
+    assert moved.digest != first.digest
+    assert registry.manifest_digest("qa/fast", first.tag) == moved.digest
+    assert images.pull(registry, "qa/fast", moved.digest).media_type == DOCKER_MANIFEST

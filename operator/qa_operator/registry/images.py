@@ -121,6 +121,10 @@ def publish_image(
         return _image_ref(client, target_repository, manifest.digest, base_tag)
 
     assert package_dir is not None
+    if package_digest is not None:
+        done = _already_baked(client, target_repository, package_tag(package_digest), manifest)
+        if done is not None:
+            return done
     workdir = Path(tempfile.mkdtemp(prefix="qa-image-"))
     try:
         layer = build_directory_layer(package_dir, MODEL_DIR, workdir)
@@ -136,6 +140,26 @@ def publish_image(
         shutil.rmtree(workdir, ignore_errors=True)
     _put_manifest_if_changed(client, target_repository, tag, baked)
     return _image_ref(client, target_repository, baked.digest, tag)
+
+
+def _already_baked(
+    client: RegistryClient, repository: str, tag: str, base: Manifest
+) -> ImageRef | None:
+    """The image a previous run baked for this package on this base, if the tag holds one.
+
+    The tag is written only after every blob is in place, so its presence means a complete
+    image; checking its base layers guards against a tag left from a different base image.
+    """
+    digest = client.manifest_digest(repository, tag)
+    if digest is None:
+        return None
+    existing = client.get_manifest(repository, digest).json()
+    base_layers = base.json().get("layers", [])
+    if existing.get("layers", [])[: len(base_layers)] != base_layers:
+        return None
+    if len(existing.get("layers", [])) != len(base_layers) + 1:
+        return None
+    return _image_ref(client, repository, digest, tag)
 
 
 def _default_url(host: str) -> str:

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-_READ_SIZE = 1024 * 1024
+# Fixed, so that the compressed bytes (and digest) depend only on the content and zlib.
+GZIP_LEVEL = 6
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,9 @@ def build_directory_layer(source: Path, prefix: str, workdir: Path | None = None
     with out_path.open("wb") as raw:
         compressed = _HashingWriter(raw)
         gz_target: Any = compressed  # duck-typed file objects: only write() is used
-        with gzip.GzipFile(filename="", mode="wb", fileobj=gz_target, mtime=0) as gz:
+        with gzip.GzipFile(
+            filename="", mode="wb", fileobj=gz_target, mtime=0, compresslevel=6
+        ) as gz:
             tar_target: Any = _HashingWriter(gz)
             uncompressed = tar_target
             with tarfile.open(fileobj=tar_target, mode="w|", format=tarfile.PAX_FORMAT) as tar:
