@@ -134,7 +134,7 @@ def publish_image(
             target_repository,
             manifest,
             layer,
-            created_by=f"qa-operator: model package {tag} at /{MODEL_DIR}",
+            created_by=f"qa-operator: model package {layer.diff_id} at /{MODEL_DIR}",
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
