@@ -29,6 +29,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the registry helper the tests use
+sys.path.insert(1, str(ROOT / "operator"))  # works before `make setup` installs the package
 
 from qa_operator.registry.client import OCI_MANIFEST, RegistryClient, sha256_digest  # noqa: E402
 from qa_operator.registry.images import publish_image  # noqa: E402
