@@ -28,7 +28,7 @@ from urllib.parse import parse_qs
 
 from .controls import CONTROLS, Controls, Fault
 
-log = logging.getLogger("moto_ext.faults")
+log = logging.getLogger("moto_ext")
 
 _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/aws4_request")
 
@@ -70,7 +70,7 @@ def operation_of(environ: dict[str, Any], service: str) -> tuple[str, str]:
     target = environ.get("HTTP_X_AMZ_TARGET")
     if target:
         return target.rsplit(".", 1)[-1], "json"
-    query = parse_qs(environ.get("QUERY_STRING", ""))
+    query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
     if service == "s3":
         method = environ.get("REQUEST_METHOD", "GET")
         return _s3_operation(method, environ.get("PATH_INFO", "/"), query, environ), "rest-xml"
@@ -127,9 +127,10 @@ class FaultInjector:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         service = service_of(environ)
-        if service is None or not self.controls.faults:
+        if service is None:  # moto's own API (/moto-api/...), unsigned
             return self.app(environ, start_response)
         operation, protocol = operation_of(environ, service)
+        log.info("request: %s %s", service, operation)
         fault = self.controls.fault_for(service, operation)
         if fault is None:
             return self.app(environ, start_response)
