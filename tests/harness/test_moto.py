@@ -98,7 +98,7 @@ def test_json_and_query_operation_names() -> None:
     target = {"HTTP_X_AMZ_TARGET": "SageMaker.UpdateEndpoint"}
     assert operation_of(target, "sagemaker") == ("UpdateEndpoint", "json")
     body = b"Action=GetCallerIdentity&Version=2011-06-15"
-    environ = {
+    environ: dict[str, Any] = {
         "REQUEST_METHOD": "POST",
         "CONTENT_TYPE": "application/x-www-form-urlencoded; charset=utf-8",
         "CONTENT_LENGTH": str(len(body)),
