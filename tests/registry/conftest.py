@@ -355,3 +355,160 @@ def dropping_proxy() -> Iterator[Any]:
     yield make
     for proxy in made:
         proxy.close()
+
+
+# -- a registry behind the Bearer token flow (distribution's `auth: token`) ---------------------
+
+
+@dataclass
+class TokenRegistry:
+    url: str
+    host: str
+    username: str
+    password: str
+    token_requests: list[dict[str, str]]  # query of each token request, in order
+
+
+def _b64url(data: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class _TokenIssuer:
+    """Signs registry tokens (RS256 JWTs carrying the signing certificate in `x5c`)."""
+
+    def __init__(self, workdir: Path, issuer: str, service: str) -> None:
+        import datetime
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from cryptography.x509.oid import NameOID
+
+        self.issuer, self.service = issuer, service
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "qa-operator test token issuer")])
+        now = datetime.datetime.now(datetime.UTC)
+        self.cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+        self.bundle = workdir / "token-ca.pem"
+        self.bundle.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+        self._der = self.cert.public_bytes(serialization.Encoding.DER)
+
+    def token(self, subject: str, access: list[dict[str, Any]]) -> str:
+        import base64
+        import time as clock
+        import uuid
+
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [base64.b64encode(self._der).decode()]}
+        now = int(clock.time())
+        claims = {
+            "iss": self.issuer,
+            "sub": subject,
+            "aud": self.service,
+            "exp": now + 300,
+            "nbf": now - 60,
+            "iat": now,
+            "jti": uuid.uuid4().hex,
+            "access": access,
+        }
+        signing_input = (
+            f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+        )
+        signature = self.key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+        return f"{signing_input}.{_b64url(signature)}"
+
+
+@pytest.fixture(scope="session")
+def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenRegistry]:
+    """docker-registry with `auth: token`, and a token service in this process checking a
+    username/password and granting whatever repository scope was asked for."""
+    import base64
+    import secrets
+    import subprocess
+    import time as clock
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qsl, urlsplit
+
+    workdir = tmp_path_factory.mktemp("registry-token")
+    username, password = "qa-bearer", secrets.token_urlsafe(12)
+    issuer = _TokenIssuer(workdir, issuer="qa-test-issuer", service="qa-test-registry")
+    requests_seen: list[dict[str, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            query = dict(parse_qsl(urlsplit(self.path).query))
+            requests_seen.append(query)
+            expected = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+            if self.headers.get("Authorization") != expected:
+                self.send_response(401)
+                self.end_headers()
+                return
+            access = []
+            for scope in query.get("scope", "").split():
+                kind, _, rest = scope.partition(":")
+                name, _, actions = rest.rpartition(":")
+                access.append({"type": kind, "name": name, "actions": actions.split(",")})
+            body = json.dumps({"token": issuer.token(username, access)}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    token_server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=token_server.serve_forever, daemon=True).start()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = workdir / "config.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log:\n  level: info\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {workdir / 'storage'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n  secret: {secrets.token_hex(16)}\n"
+        "auth:\n  token:\n"
+        f"    realm: http://127.0.0.1:{token_server.server_address[1]}/token\n"
+        f"    service: {issuer.service}\n    issuer: {issuer.issuer}\n"
+        f"    rootcertbundle: {issuer.bundle}\n"
+    )
+    log_path = workdir / "registry.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            ["docker-registry", "serve", str(config)], stdout=log, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = clock.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            if process.poll() is not None or clock.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(
+                    f"token-auth registry did not start; log:\n{log_path.read_text()[-3000:]}"
+                ) from None
+            clock.sleep(0.1)
+    try:
+        yield TokenRegistry(url, f"127.0.0.1:{port}", username, password, requests_seen)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        token_server.shutdown()

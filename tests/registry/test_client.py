@@ -135,3 +135,28 @@ def test_missing_or_bad_credentials_are_classified_unauthorized(
     assert caught.value.status == 401
     with pytest.raises(RegistryUnauthorized):
         client.upload_blob("c/auth", sha256_digest(b"x"), b"x")
+
+
+def test_bearer_token_flow(token_registry):
+    client = RegistryClient(
+        token_registry.url, username=token_registry.username, password=token_registry.password
+    )
+    blob = b"behind a token service"
+    digest = sha256_digest(blob)
+
+    client.upload_blob("c/bearer", digest, blob)
+    assert client.get_blob("c/bearer", digest) == blob
+
+    granted = [
+        set(query["scope"].rpartition(":")[2].split(","))
+        for query in token_registry.token_requests
+        if query.get("scope", "").startswith("repository:c/bearer:")
+    ]
+    assert {"pull", "push"} in granted
+    assert all(q.get("service") == "qa-test-registry" for q in token_registry.token_requests)
+
+
+def test_bearer_token_service_refusing_is_classified_unauthorized(token_registry):
+    client = RegistryClient(token_registry.url, username="intruder", password="guess")
+    with pytest.raises(RegistryUnauthorized, match="token service"):
+        client.blob_exists("c/bearer", sha256_digest(b"x"))
