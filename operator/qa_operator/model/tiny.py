@@ -7,6 +7,7 @@ exercises exactly the code paths a real model does: fast tokenizer with offsets,
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 _WORD_TEXT = """
     my name is alex i am 32 and live in copenhagen what how old where do the a of to it
@@ -26,18 +27,16 @@ def tiny_vocab() -> dict[str, int]:
     return {token: i for i, token in enumerate(dict.fromkeys(tokens))}
 
 
-def make_tiny_qa_model_dir(
-    path: Path,
+def build_tiny_qa_model(
     seed: int = 0,
     *,
     hidden_size: int = 32,
     num_layers: int = 2,
     num_heads: int = 2,
     intermediate_size: int = 64,
-) -> Path:
-    """Write a BertForQuestionAnswering (random weights from `seed`) and its fast tokenizer into
-    `path` (one directory, as a HuggingFace snapshot has); return `path`. Larger sizes give a
-    model of real-world shape (e.g. 768/12/12/3072 is bert-base) for benchmarks."""
+) -> tuple[Any, Any]:
+    """(fast tokenizer, BertForQuestionAnswering in eval mode) with random weights from `seed`.
+    Larger sizes give a model of real-world shape (768/12/12/3072 is bert-base) for benchmarks."""
     import torch
     from transformers import (  # type: ignore[attr-defined]
         BertConfig,
@@ -45,11 +44,9 @@ def make_tiny_qa_model_dir(
         BertTokenizerFast,
     )
 
-    path.mkdir(parents=True, exist_ok=True)
     vocab = tiny_vocab()
     # transformers 5.x: BertTokenizerFast(vocab_file=...) ignores the file; vocab= is honoured.
     tokenizer = BertTokenizerFast(vocab=vocab, do_lower_case=True)
-    tokenizer.save_pretrained(str(path))
     config = BertConfig(
         vocab_size=len(vocab),
         hidden_size=hidden_size,
@@ -62,5 +59,15 @@ def make_tiny_qa_model_dir(
     torch.manual_seed(seed)
     model = BertForQuestionAnswering(config)
     model.eval()
+    return tokenizer, model
+
+
+def make_tiny_qa_model_dir(path: Path, seed: int = 0, **sizes: int) -> Path:
+    """Write a tiny BertForQuestionAnswering (random weights from `seed`; same seed, same bytes)
+    and its fast tokenizer into `path`, one directory as a HuggingFace snapshot has; return it.
+    `sizes` are build_tiny_qa_model's keyword arguments."""
+    tokenizer, model = build_tiny_qa_model(seed, **sizes)
+    path.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(str(path))
     model.save_pretrained(str(path))
     return path

@@ -1,0 +1,158 @@
+"""Throughput of the QA model on CPU: the original blog post's method against ours.
+
+    make bench            # or: .venv/bin/python bench/qa_throughput.py [--quick]
+
+On the same inputs, in one run, for a tiny model and a bert-base-sized model (hidden 768, 12
+layers; random weights, nothing downloaded):
+
+* row_loop: the post's predict, reimplemented for comparison: one row at a time, autograd on,
+  start and end argmax-ed independently (end may precede start), texts truncated at 512 tokens;
+* fp32: ours (QAEngine): overlapping windows, length-sorted batches, torch.inference_mode();
+* int8: ours with dynamic int8 quantization of the Linear layers.
+
+The last line of output is one JSON object: {"<size>": {"model", "rows_per_s",
+"speedup_vs_row_loop", ...}, ...}. Timings depend on the machine and its load; see docs/model.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
+
+import torch
+
+from qa_operator.model.config import InferenceConfig
+from qa_operator.model.inference import QAEngine, prepare_model
+from qa_operator.model.tiny import WORDS, build_tiny_qa_model
+
+SIZES: dict[str, dict[str, int]] = {
+    "tiny": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64},
+    "bert-base": {"hidden_size": 768, "num_layers": 12, "num_heads": 12, "intermediate_size": 3072},
+}
+QUESTIONS = ("What is my name?", "How old am I?", "Where do I live?", "Who works there?")
+
+
+def make_inputs(rows: int, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Paragraph-like texts of 40 to 300 words (all under 512 tokens, so the row loop, which
+    cannot read longer texts, does the same work as ours)."""
+    rng = random.Random(seed)
+    questions, texts = [], []
+    for _ in range(rows):
+        words = [rng.choice(WORDS) for _ in range(rng.randint(40, 300))]
+        sentences = [
+            " ".join(words[i : i + 12]).capitalize() + "." for i in range(0, len(words), 12)
+        ]
+        texts.append(" ".join(sentences))
+        questions.append(rng.choice(QUESTIONS))
+    return questions, texts
+
+
+def row_loop(tokenizer: Any, model: Any, questions: list[str], texts: list[str]) -> int:
+    """The post's method; returns how many answers had their end before their start."""
+    invalid = 0
+    for question, text in zip(questions, texts, strict=True):
+        inputs = tokenizer(question, text, return_tensors="pt", truncation=True, max_length=512)
+        outputs = model(**inputs)  # autograd on, as in the post
+        start = int(torch.argmax(outputs.start_logits))
+        end = int(torch.argmax(outputs.end_logits)) + 1
+        tokens = tokenizer.convert_ids_to_tokens(inputs["input_ids"][0][start:end])
+        _ = tokenizer.convert_tokens_to_string(tokens)
+        invalid += end <= start
+    return invalid
+
+
+def timed(fn: Any, repeats: int) -> float:
+    """Best wall time of `repeats` runs (the least disturbed by other load)."""
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def bench_size(name: str, rows: int, repeats: int, batch_size: int) -> dict[str, Any]:
+    tokenizer, model = build_tiny_qa_model(0, **SIZES[name])
+    params = sum(p.numel() for p in model.parameters())
+    questions, texts = make_inputs(rows)
+    tokens = [len(tokenizer(q, t)["input_ids"]) for q, t in zip(questions, texts, strict=True)]
+    config = InferenceConfig(batch_size=batch_size)
+    fp32 = QAEngine(tokenizer, prepare_model(model, "none"), config)
+    int8 = QAEngine(tokenizer, prepare_model(model, "dynamic-int8"), config)
+    warm_q, warm_t = questions[:2], texts[:2]
+    row_loop(tokenizer, model, warm_q, warm_t)
+    fp32.answer(warm_q, warm_t)
+    int8.answer(warm_q, warm_t)
+
+    invalid: list[int] = []
+    seconds = {
+        "row_loop": timed(
+            lambda: invalid.append(row_loop(tokenizer, model, questions, texts)), repeats
+        ),
+        "fp32": timed(lambda: fp32.answer(questions, texts), repeats),
+        "int8": timed(lambda: int8.answer(questions, texts), repeats),
+    }
+    rows_per_s = {k: round(rows / v, 2) for k, v in seconds.items()}
+    return {
+        "model": {
+            "name": name,
+            **SIZES[name],
+            "parameters": params,
+            "rows": rows,
+            "tokens_per_row": {
+                "min": min(tokens),
+                "mean": round(sum(tokens) / rows),
+                "max": max(tokens),
+            },
+            "batch_size": batch_size,
+            "repeats": repeats,
+        },
+        "rows_per_s": rows_per_s,
+        "speedup_vs_row_loop": {
+            k: round(seconds["row_loop"] / seconds[k], 2) for k in ("fp32", "int8")
+        },
+        "row_loop_end_before_start": invalid[0],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="few rows, one repeat (smoke test)")
+    parser.add_argument("--rows-tiny", type=int, default=256)
+    parser.add_argument("--rows-base", type=int, default=24)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's)"
+    )
+    args = parser.parse_args()
+    if args.quick:
+        args.rows_tiny, args.rows_base, args.repeats = 32, 4, 1
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result: dict[str, Any] = {}
+    for name, rows in (("tiny", args.rows_tiny), ("bert-base", args.rows_base)):
+        result[name] = bench_size(name, rows, args.repeats, args.batch_size)
+        print(f"{name}: {json.dumps(result[name])}", file=sys.stderr, flush=True)
+    result["machine"] = {
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
