@@ -1,0 +1,420 @@
+"""plan_reconcile and plan_delete: one table row per branch, plus a no-retry-storm story."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import pytest
+
+from qa_operator.desired import Artifacts, Owner, desired_state
+from qa_operator.plan import (
+    TRANSITIONAL,
+    Action,
+    History,
+    Observed,
+    ObservedEndpoint,
+    Plan,
+    State,
+    plan_delete,
+    plan_reconcile,
+)
+from qa_operator.spec import parse_spec
+
+DESIRED = desired_state(
+    parse_spec(
+        {
+            "model": {"huggingface": {"id": "deepset/roberta-base-squad2"}},
+            "endpoint": {"instanceType": "ml.m5.xlarge"},
+        }
+    ),
+    Owner("team-a", "squad-qa", "uid-1"),
+    Artifacts("sha256:" + "ab" * 32, "registry.local/qa-serving:1", "s3://bucket/model.tar.gz"),
+    execution_role_arn="arn:aws:iam::123456789012:role/qa",
+)
+WANT = DESIRED.config.name
+OLD = "team-a-squad-qa-0123456789"
+C = Action.CREATE_MODEL
+CC = Action.CREATE_ENDPOINT_CONFIG
+CE = Action.CREATE_ENDPOINT
+UE = Action.UPDATE_ENDPOINT
+DE = Action.DELETE_ENDPOINT
+
+
+def endpoint(
+    status: str, config: str = WANT, failure: str | None = None, owned: bool = True
+) -> ObservedEndpoint:
+    return ObservedEndpoint(
+        name=DESIRED.endpoint.name,
+        arn=f"arn:aws:sagemaker:us-east-1:123456789012:endpoint/{DESIRED.endpoint.name}",
+        status=status,
+        config_name=config,
+        failure_reason=failure,
+        owned=owned,
+    )
+
+
+@dataclass(frozen=True)
+class Row:
+    observed: Observed
+    history: History
+    state: State
+    reason: str
+    actions: tuple[Action, ...] = ()
+    failure_generation: int | None = None
+
+
+def seen(ep: ObservedEndpoint | None, model: bool = False, config: bool = False) -> Observed:
+    return Observed(endpoint=ep, model_exists=model, config_exists=config)
+
+
+GEN3 = History(generation=3)
+# An update to WANT was tried at generation 3.
+TRIED3 = History(generation=3, attempted_config=WANT, attempted_generation=3)
+# ... and its failure is recorded.
+FAILED3 = dataclasses.replace(TRIED3, failed_config=WANT, failed_generation=3)
+# The user changed the spec (generation 4) without changing the config.
+NEW_GEN4 = dataclasses.replace(FAILED3, generation=4)
+# The retry at generation 4 was tried too.
+TRIED4 = dataclasses.replace(NEW_GEN4, attempted_generation=4)
+
+RECONCILE_ROWS: dict[str, Row] = {
+    "absent-nothing-exists": Row(seen(None), GEN3, State.CREATING, "CreatingEndpoint", (C, CC, CE)),
+    "absent-model-exists": Row(
+        seen(None, model=True), GEN3, State.CREATING, "CreatingEndpoint", (CC, CE)
+    ),
+    "absent-config-exists": Row(
+        seen(None, config=True), GEN3, State.CREATING, "CreatingEndpoint", (C, CE)
+    ),
+    "absent-both-exist": Row(
+        seen(None, model=True, config=True), GEN3, State.CREATING, "CreatingEndpoint", (CE,)
+    ),
+    "absent-after-failure-recorded": Row(
+        seen(None, model=True, config=True), NEW_GEN4, State.CREATING, "CreatingEndpoint", (CE,)
+    ),
+    "not-owned-in-service": Row(
+        seen(endpoint("InService", owned=False)), GEN3, State.CONFLICT, "EndpointNameConflict"
+    ),
+    "not-owned-creating": Row(
+        seen(endpoint("Creating", owned=False)), GEN3, State.CONFLICT, "EndpointNameConflict"
+    ),
+    "not-owned-failed": Row(
+        seen(endpoint("Failed", OLD, "x", owned=False)),
+        GEN3,
+        State.CONFLICT,
+        "EndpointNameConflict",
+    ),
+    **{
+        f"transitional-{status}": Row(
+            seen(endpoint(status, OLD)), TRIED3, State.WAITING, f"Endpoint{status}"
+        )
+        for status in sorted(TRANSITIONAL)
+    },
+    "out-of-service": Row(
+        seen(endpoint("OutOfService")), GEN3, State.WAITING, "EndpointNotInService"
+    ),
+    "in-service-on-desired": Row(
+        seen(endpoint("InService")),
+        GEN3,
+        State.READY,
+        "EndpointInService",
+        (Action.DELETE_SUPERSEDED,),
+    ),
+    "in-service-on-desired-after-a-rollback": Row(
+        # The user reverted to a config that works; the stale FailureReason does not matter.
+        seen(endpoint("InService", WANT, "old trouble")),
+        FAILED3,
+        State.READY,
+        "EndpointInService",
+        (Action.DELETE_SUPERSEDED,),
+    ),
+    "in-service-on-other-config": Row(
+        seen(endpoint("InService", OLD)), GEN3, State.UPDATING, "UpdatingEndpoint", (C, CC, UE)
+    ),
+    "in-service-on-other-config-prerequisites-exist": Row(
+        seen(endpoint("InService", OLD), model=True, config=True),
+        GEN3,
+        State.UPDATING,
+        "UpdatingEndpoint",
+        (UE,),
+    ),
+    "in-service-other-config-stale-failure-of-another-config": Row(
+        seen(endpoint("InService", OLD, "an older update failed"), model=True, config=True),
+        History(3, attempted_config="some-other-config", attempted_generation=2),
+        State.UPDATING,
+        "UpdatingEndpoint",
+        (UE,),
+    ),
+    "attempted-but-no-failure-reason": Row(
+        seen(endpoint("InService", OLD), model=True, config=True),
+        TRIED3,
+        State.UPDATING,
+        "UpdatingEndpoint",
+        (UE,),
+    ),
+    "rolled-back": Row(
+        seen(endpoint("InService", OLD, "health check failed"), model=True, config=True),
+        TRIED3,
+        State.ROLLED_BACK,
+        "UpdateRolledBack",
+        failure_generation=3,
+    ),
+    "rolled-back-unrecorded-attempt-generation": Row(
+        seen(endpoint("InService", OLD, "health check failed")),
+        History(5, attempted_config=WANT),
+        State.ROLLED_BACK,
+        "UpdateRolledBack",
+        failure_generation=5,
+    ),
+    "rolled-back-already-recorded": Row(
+        seen(endpoint("InService", OLD, "health check failed"), model=True, config=True),
+        FAILED3,
+        State.ROLLED_BACK,
+        "UpdateRolledBack",
+    ),
+    "rolled-back-recorded-reason-gone": Row(
+        seen(endpoint("InService", OLD), model=True, config=True),
+        FAILED3,
+        State.ROLLED_BACK,
+        "UpdateRolledBack",
+    ),
+    "rolled-back-new-generation-retries": Row(
+        seen(endpoint("InService", OLD, "health check failed"), model=True, config=True),
+        NEW_GEN4,
+        State.UPDATING,
+        "UpdatingEndpoint",
+        (UE,),
+    ),
+    "rolled-back-again-at-new-generation": Row(
+        seen(endpoint("InService", OLD, "health check failed again"), model=True, config=True),
+        TRIED4,
+        State.ROLLED_BACK,
+        "UpdateRolledBack",
+        failure_generation=4,
+    ),
+    "failed-on-desired": Row(
+        seen(endpoint("Failed", WANT, "image pull failed")),
+        TRIED3,
+        State.FAILED,
+        "EndpointFailed",
+        failure_generation=3,
+    ),
+    "failed-on-desired-no-history": Row(
+        seen(endpoint("Failed", WANT, "image pull failed")),
+        History(2),
+        State.FAILED,
+        "EndpointFailed",
+        failure_generation=2,
+    ),
+    "failed-on-desired-already-recorded": Row(
+        seen(endpoint("Failed", WANT, "image pull failed")),
+        FAILED3,
+        State.FAILED,
+        "EndpointFailed",
+    ),
+    "failed-on-desired-new-generation-recreates": Row(
+        seen(endpoint("Failed", WANT, "image pull failed")),
+        NEW_GEN4,
+        State.DELETING,
+        "RecreatingFailedEndpoint",
+        (DE,),
+    ),
+    "failed-on-desired-again-at-new-generation": Row(
+        seen(endpoint("Failed", WANT, "image pull failed")),
+        TRIED4,
+        State.FAILED,
+        "EndpointFailed",
+        failure_generation=4,
+    ),
+    "failed-on-other-config": Row(
+        seen(endpoint("Failed", OLD, "old model crashed")),
+        GEN3,
+        State.DELETING,
+        "RecreatingFailedEndpoint",
+        (DE,),
+    ),
+    "failed-on-other-config-desired-blocked": Row(
+        seen(endpoint("Failed", OLD, "old model crashed")),
+        FAILED3,
+        State.FAILED,
+        "EndpointFailed",
+    ),
+}
+
+
+@pytest.mark.parametrize("row", list(RECONCILE_ROWS.values()), ids=list(RECONCILE_ROWS))
+def test_plan_reconcile(row: Row) -> None:
+    plan = plan_reconcile(DESIRED, row.observed, row.history)
+    assert (plan.state, plan.reason, plan.actions, plan.failure_generation) == (
+        row.state,
+        row.reason,
+        row.actions,
+        row.failure_generation,
+    )
+    assert plan.message
+    if row.observed.endpoint is not None:
+        assert row.observed.endpoint.name in plan.message
+
+
+def test_messages_say_what_happened() -> None:
+    rolled = plan_reconcile(
+        DESIRED, seen(endpoint("InService", OLD, "health check failed")), TRIED3
+    )
+    assert WANT in rolled.message
+    assert OLD in rolled.message
+    assert "health check failed" in rolled.message
+    assert "change the spec" in rolled.message
+
+    failed = plan_reconcile(DESIRED, seen(endpoint("Failed", WANT)), TRIED3)
+    assert "SageMaker gave no FailureReason" in failed.message
+
+    conflict = plan_reconcile(DESIRED, seen(endpoint("InService", owned=False)), GEN3)
+    assert "spec.endpoint.name" in conflict.message
+
+    creating = plan_reconcile(DESIRED, seen(None), GEN3)
+    assert DESIRED.endpoint.name in creating.message
+    assert WANT in creating.message
+
+
+@pytest.mark.parametrize(
+    ("state", "settled"),
+    [
+        (State.READY, True),
+        (State.FAILED, True),
+        (State.ROLLED_BACK, True),
+        (State.CONFLICT, True),
+        (State.CREATING, False),
+        (State.UPDATING, False),
+        (State.WAITING, False),
+        (State.DELETING, False),
+        (State.DELETED, False),
+    ],
+)
+def test_settled(state: State, settled: bool) -> None:
+    assert Plan(state, "Reason", "message").settled is settled
+
+
+def test_the_table_reaches_every_reconcile_state() -> None:
+    assert {row.state for row in RECONCILE_ROWS.values()} >= {
+        State.CREATING,
+        State.UPDATING,
+        State.WAITING,
+        State.READY,
+        State.FAILED,
+        State.ROLLED_BACK,
+        State.CONFLICT,
+        State.DELETING,
+    }
+
+
+def _record(history: History, plan: Plan) -> History:
+    """What the reconciler writes to status after acting on `plan` (lastAttempt, lastFailure)."""
+    if any(action in plan.actions for action in (CE, UE)):
+        history = dataclasses.replace(
+            history, attempted_config=WANT, attempted_generation=history.generation
+        )
+    if plan.failure_generation is not None:
+        history = dataclasses.replace(
+            history, failed_config=WANT, failed_generation=plan.failure_generation
+        )
+    return history
+
+
+def test_a_rolled_back_update_is_not_retried_until_the_spec_changes() -> None:
+    old = endpoint("InService", OLD)
+    rolled_back = endpoint("InService", OLD, "ping health check failed")
+    history = History(generation=1)
+    updates = 0
+    recorded = 0
+
+    def step(ep: ObservedEndpoint) -> Plan:
+        nonlocal history, updates, recorded
+        plan = plan_reconcile(DESIRED, Observed(ep, model_exists=True, config_exists=True), history)
+        updates += UE in plan.actions
+        recorded += plan.failure_generation is not None
+        history = _record(history, plan)
+        return plan
+
+    assert step(old).state is State.UPDATING
+    assert step(endpoint("Updating", OLD)).state is State.WAITING
+    assert step(rolled_back).state is State.ROLLED_BACK
+    for _ in range(20):  # the timer keeps firing at the same generation
+        plan = step(rolled_back)
+        assert (plan.state, plan.actions, plan.failure_generation) == (State.ROLLED_BACK, (), None)
+    assert (updates, recorded) == (1, 1)
+
+    history = dataclasses.replace(history, generation=2)  # the user edits the spec
+    assert step(rolled_back).state is State.UPDATING
+    assert step(endpoint("RollingBack", OLD)).state is State.WAITING
+    plan = step(rolled_back)
+    assert (plan.state, plan.failure_generation) == (State.ROLLED_BACK, 2)
+    for _ in range(5):
+        assert step(rolled_back).actions == ()
+    assert (updates, recorded) == (2, 2)
+
+
+def test_a_failed_endpoint_is_recreated_once_per_generation() -> None:
+    failed = endpoint("Failed", WANT, "CannotStartContainerError")
+    history = History(generation=1)
+    plans = []
+    for ep in (None, endpoint("Creating"), failed, failed, failed):
+        plan = plan_reconcile(DESIRED, Observed(ep, True, True), history)
+        history = _record(history, plan)
+        plans.append(plan)
+    assert [p.state for p in plans] == [
+        State.CREATING,
+        State.WAITING,
+        State.FAILED,
+        State.FAILED,
+        State.FAILED,
+    ]
+    assert [p.failure_generation for p in plans] == [None, None, 1, None, None]
+    assert sum(len(p.actions) for p in plans[2:]) == 0
+
+    history = dataclasses.replace(history, generation=2)
+    plan = plan_reconcile(DESIRED, Observed(failed, True, True), history)
+    assert plan.actions == (DE,)
+    history = _record(history, plan)
+    plan = plan_reconcile(DESIRED, Observed(None, True, True), history)
+    assert plan.actions == (CE,)
+    history = _record(history, plan)
+    plan = plan_reconcile(DESIRED, Observed(failed, True, True), history)
+    assert (plan.state, plan.failure_generation) == (State.FAILED, 2)
+
+
+DELETE_ROWS: dict[str, tuple[ObservedEndpoint | None, State, str, tuple[Action, ...]]] = {
+    **{
+        f"transitional-{status}": (endpoint(status), State.DELETING, f"Endpoint{status}", ())
+        for status in sorted(TRANSITIONAL)
+    },
+    "in-service": (endpoint("InService"), State.DELETING, "DeletingEndpoint", (DE,)),
+    "failed": (endpoint("Failed", failure="x"), State.DELETING, "DeletingEndpoint", (DE,)),
+    "out-of-service": (endpoint("OutOfService"), State.DELETING, "DeletingEndpoint", (DE,)),
+    "absent": (None, State.DELETED, "Deleted", (Action.DELETE_OWNED,)),
+    "not-owned": (
+        endpoint("InService", owned=False),
+        State.DELETED,
+        "Deleted",
+        (Action.DELETE_OWNED,),
+    ),
+    "not-owned-creating": (
+        endpoint("Creating", owned=False),
+        State.DELETED,
+        "Deleted",
+        (Action.DELETE_OWNED,),
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("observed", "state", "reason", "actions"), list(DELETE_ROWS.values()), ids=list(DELETE_ROWS)
+)
+def test_plan_delete(
+    observed: ObservedEndpoint | None, state: State, reason: str, actions: tuple[Action, ...]
+) -> None:
+    plan = plan_delete(observed)
+    assert (plan.state, plan.reason, plan.actions) == (state, reason, actions)
+    assert DE not in actions or (observed is not None and observed.owned), (
+        "never delete an endpoint this resource does not own"
+    )
+    assert not plan.settled
