@@ -258,3 +258,22 @@ def test_known_package_digest_on_the_same_base_is_found_without_rebuilding(
     assert moved.digest != first.digest
     assert registry.manifest_digest("qa/fast", first.tag) == moved.digest
     assert images.pull(registry, "qa/fast", moved.digest).media_type == DOCKER_MANIFEST
+
+
+def test_base_on_another_open_registry_needs_no_source_client(
+    oci_registry, oci_registry_with_auth, images
+):
+    """Without `source`, a base on another host is read anonymously (open registry: works)."""
+    target = RegistryClient(
+        oci_registry_with_auth.url,
+        username=oci_registry_with_auth.username,
+        password=oci_registry_with_auth.password,
+    )
+    base = images.push_base(RegistryClient(oci_registry.url), "upstream/open", "3.0")
+
+    ref = publish_image(
+        target, base=f"{oci_registry.host}/upstream/open:3.0", target_repository="qa/o", mode="s3"
+    )
+
+    assert ref.digest == base.digest
+    assert ref.uri.startswith(f"{oci_registry_with_auth.host}/qa/o@")

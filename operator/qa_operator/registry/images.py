@@ -111,7 +111,19 @@ def publish_image(
     if ref.host is None or ref.host == client.host:
         source = client
     elif source is None:
-        source = RegistryClient(_default_url(ref.host))
+        anonymous = RegistryClient(_default_url(ref.host))
+        try:
+            return publish_image(
+                client,
+                base=base,
+                target_repository=target_repository,
+                mode=mode,
+                package_dir=package_dir,
+                package_digest=package_digest,
+                source=anonymous,
+            )
+        finally:
+            anonymous.close()
 
     manifest = _single_platform_manifest(source, ref)
     _copy_blobs(source, ref.repository, client, target_repository, _blob_digests(manifest))
