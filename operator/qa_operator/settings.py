@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -45,9 +46,15 @@ class OperatorSettings:
                 value = float(raw)
             except ValueError as exc:
                 raise SettingsError(f"{PREFIX}{name}={raw!r} is not a number") from exc
-            if value <= 0:
-                raise SettingsError(f"{PREFIX}{name} must be positive")
+            if not math.isfinite(value) or value <= 0:
+                raise SettingsError(f"{PREFIX}{name} must be a positive number, not {raw!r}")
             return value
+
+        def count(name: str, default: int) -> int:
+            value = number(name, default)
+            if value != int(value):
+                raise SettingsError(f"{PREFIX}{name} must be a whole number")
+            return int(value)
 
         region = text("DEFAULT_REGION") or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
         settings = cls(
@@ -61,7 +68,7 @@ class OperatorSettings:
             poll_min_seconds=number("POLL_MIN_SECONDS", 5.0),
             poll_max_seconds=number("POLL_MAX_SECONDS", 60.0),
             resync_seconds=number("RESYNC_SECONDS", 60.0),
-            max_concurrent_packaging=int(number("MAX_CONCURRENT_PACKAGING", 2)),
+            max_concurrent_packaging=count("MAX_CONCURRENT_PACKAGING", 2),
             work_dir=Path(text("WORK_DIR") or "/var/cache/qa-operator"),
         )
         if settings.poll_min_seconds > settings.poll_max_seconds:

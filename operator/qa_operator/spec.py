@@ -156,7 +156,7 @@ def _parse_inference(raw: Mapping[str, Any]) -> InferenceConfig:
 
 def _parse_endpoint(raw: Mapping[str, Any]) -> EndpointSettings:
     name = _string(raw, "name", "endpoint.name") or None
-    if name is not None and not SAGEMAKER_NAME.match(name):
+    if name is not None and (len(name) > 63 or not SAGEMAKER_NAME.match(name)):
         raise SpecError(
             "endpoint.name",
             f"{name!r} is not a valid SageMaker name (letters, digits and single hyphens, 1-63)",

@@ -469,3 +469,16 @@ def test_reset_forgets_state_lifecycle_and_faults(aws: MotoServer) -> None:
     make_model_and_configs(sm, "qa-config-1")
     sm.create_endpoint(EndpointName="qa-endpoint", EndpointConfigName="qa-config-1")
     assert statuses(sm, "qa-endpoint", 1) == ["InService"]
+
+
+def test_calls_are_counted_per_operation_and_reset(aws: Any) -> None:
+    sm = aws.client("sagemaker")
+    for _ in range(3):
+        sm.list_endpoints()
+    aws.inject_fault("sagemaker", "ListModels", "throttle", count=1)
+    with pytest.raises(ClientError):
+        sm.list_models()
+    assert aws.calls("sagemaker", "ListEndpoints") == 3
+    assert aws.calls("sagemaker", "ListModels") == 1
+    aws.reset()
+    assert aws.calls("sagemaker", "ListEndpoints") == 0

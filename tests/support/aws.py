@@ -134,6 +134,11 @@ class MotoServer:
     def clear_faults(self) -> None:
         CONTROLS.clear_faults()
 
+    def calls(self, service: str, operation: str) -> int:
+        """Requests received for this operation since the last reset, faulted ones included."""
+        with CONTROLS.lock:
+            return CONTROLS.calls[(service, operation)]
+
 
 @pytest.fixture(scope="session")
 def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:

@@ -505,11 +505,6 @@ def test_invalid_bodies_name_their_field(
     assert isinstance(error, ValueError), "callers catch SpecError as a ValueError"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: spec.py SAGEMAKER_NAME allows any number of hyphens per group, so names longer "
-    "than 63 characters pass parse_spec although the CRD says maxLength 63",
-)
 def test_endpoint_name_longer_than_63_with_many_hyphens_is_rejected() -> None:
     name = "a" + "-" * 70 + "b"
     with pytest.raises(SpecError) as caught:

@@ -97,7 +97,9 @@ def classify(exc: BaseException) -> ErrorClass:
                 return kind
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         return ErrorClass.RETRYABLE if status >= 500 or status == 429 else ErrorClass.TERMINAL
-    return ErrorClass.RETRYABLE if isinstance(exc, BotoCoreError) else ErrorClass.TERMINAL
+    # Any other SDK error is raised before a request is sent (bad parameters, no region,
+    # partial credentials): retrying cannot help.
+    return ErrorClass.TERMINAL
 
 
 def as_operator_error(exc: BaseException, operation: str) -> OperatorError:

@@ -6,6 +6,7 @@ Pure state with a lock (the server is threaded); nothing here imports moto.
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -82,10 +83,12 @@ class Controls:
         self.failed_creations: dict[str, str] = {}
         self.failed_updates: dict[str, str] = {}
         self.faults: list[Fault] = []
+        self.calls: Counter[tuple[str, str]] = Counter()
 
     def reset(self) -> None:
         with self.lock:
             self.lifecycle = Lifecycle()
+            self.calls.clear()
             self.failed_creations.clear()
             self.failed_updates.clear()
             self.faults.clear()
@@ -109,6 +112,7 @@ class Controls:
     def fault_for(self, service: str, operation: str) -> Fault | None:
         """The first fault that hits this request, if any (and count it)."""
         with self.lock:
+            self.calls[(service, operation)] += 1
             for fault in list(self.faults):
                 if fault.matches(service, operation) and fault.take():
                     if fault.spent:

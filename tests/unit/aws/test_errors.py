@@ -200,12 +200,6 @@ def test_is_class_and_is_retryable_aws() -> None:
     assert is_retryable_aws(ValueError("not aws")) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: aws/errors.py classify() ends with 'RETRYABLE if isinstance(exc, BotoCoreError)', "
-    "so client-side configuration errors (bad parameters, no region, partial credentials) are "
-    "retried forever instead of being reported as terminal",
-)
 @pytest.mark.parametrize(
     "exc",
     [

@@ -1,0 +1,88 @@
+"""End-to-end fixtures: the operator as users run it (`qa-operator run`), as a subprocess, with only
+the permissions manifests/rbac.yaml grants, against the real API server, moto and the registry."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support.e2e import (
+    PACKAGE_BUCKET,
+    REPO,
+    ROLE_ARN,
+    SERVING_IMAGE,
+    SOURCE_BUCKET,
+    Operator,
+)
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(kube_cluster: Any) -> Path:
+    """A ServiceAccount identity with exactly the RBAC that manifests/ grant."""
+    kube_cluster.kubectl(
+        "apply",
+        "-f",
+        str(REPO / "manifests/namespace.yaml"),
+        "-f",
+        str(REPO / "manifests/rbac.yaml"),
+    )
+    return kube_cluster.service_account_kubeconfig("qa-operator", "qa-operator")
+
+
+@pytest.fixture(scope="session")
+def package_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Shared by the tests' operators, as a pod's volume is shared by its restarts."""
+    return tmp_path_factory.mktemp("operator-work")
+
+
+@pytest.fixture
+def s3_model_uri(aws: Any, tiny_qa_model_dir: Path) -> str:
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket=SOURCE_BUCKET)
+    for path in sorted(tiny_qa_model_dir.rglob("*")):
+        if path.is_file():
+            key = f"tiny/{path.relative_to(tiny_qa_model_dir).as_posix()}"
+            s3.upload_file(str(path), SOURCE_BUCKET, key)
+    return f"s3://{SOURCE_BUCKET}/tiny/"
+
+
+@pytest.fixture
+def operator(
+    kube_cluster: Any,
+    aws: Any,
+    namespace: str,
+    operator_kubeconfig: Path,
+    package_cache: Path,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> Iterator[Operator]:
+    aws.client("s3").create_bucket(Bucket=PACKAGE_BUCKET)
+    env = {
+        **aws.env(),
+        "PYTHONUNBUFFERED": "1",
+        "HF_HUB_OFFLINE": "1",
+        "QA_OPERATOR_BUCKET": PACKAGE_BUCKET,
+        "QA_OPERATOR_EXECUTION_ROLE_ARN": ROLE_ARN,
+        "QA_OPERATOR_SERVING_IMAGE": SERVING_IMAGE,
+        "QA_OPERATOR_POLL_MIN_SECONDS": "0.5",
+        "QA_OPERATOR_POLL_MAX_SECONDS": "2",
+        "QA_OPERATOR_RESYNC_SECONDS": "2",
+        "QA_OPERATOR_WORK_DIR": str(package_cache),
+    }
+    handle = Operator(operator_kubeconfig, namespace, env, tmp_path)
+    yield handle
+    handle.stop_all()
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        for process in handle.processes:
+            print(f"--- {process.log_path}\n{process.log()}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)

@@ -1,0 +1,171 @@
+"""The Reconciler against moto's server, without Kubernetes: status is carried between passes
+the way kopf carries it (merge the returned patch into the resource's status)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qa_operator.aws.clients import AwsClients
+from qa_operator.desired import Owner
+from qa_operator.reconciler import Outcome, Reconciler, Resource
+from qa_operator.settings import OperatorSettings
+from support.e2e import PACKAGE_BUCKET, ROLE_ARN, SERVING_IMAGE
+
+pytestmark = pytest.mark.e2e
+
+OWNER = Owner(namespace="team-a", name="squad", uid="0c4e5a2e-5d6c-4a57-9a0e-1f2f3a4b5c6d")
+
+
+class Harness:
+    def __init__(self, reconciler: Reconciler, spec: dict[str, Any]) -> None:
+        self.reconciler = reconciler
+        self.spec = spec
+        self.generation = 1
+        self.status: dict[str, Any] = {}
+        self.events: list[str] = []
+
+    def resource(self) -> Resource:
+        return Resource(OWNER, self.generation, self.spec, dict(self.status))
+
+    def apply(self, outcome: Outcome) -> Outcome:
+        self.events += [event.reason for event in outcome.events]
+        for key, value in outcome.status.items():
+            if value is None:
+                self.status.pop(key, None)
+            else:
+                self.status[key] = value
+        return outcome
+
+    def reconcile(self) -> Outcome:
+        return self.apply(self.reconciler.reconcile(self.resource()))
+
+    def converge(self, passes: int = 20) -> Outcome:
+        for _ in range(passes):
+            outcome = self.reconcile()
+            if outcome.requeue_after is None:
+                return outcome
+        raise AssertionError(f"no convergence: {self.status}")
+
+    def change(self, **spec: Any) -> None:
+        self.spec = {**self.spec, **spec}
+        self.generation += 1
+
+    def condition(self, kind: str) -> dict[str, Any]:
+        return next(c for c in self.status["conditions"] if c["type"] == kind)
+
+
+@pytest.fixture
+def harness(
+    aws: Any, tiny_qa_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Harness]:
+    for key, value in aws.env().items():
+        monkeypatch.setenv(key, value)
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket=PACKAGE_BUCKET)
+    s3.create_bucket(Bucket="sources")
+    for path in tiny_qa_model_dir.iterdir():
+        s3.upload_file(str(path), "sources", f"tiny/{path.name}")
+    settings = OperatorSettings(
+        default_region="us-east-1",
+        bucket=PACKAGE_BUCKET,
+        execution_role_arn=ROLE_ARN,
+        serving_image=SERVING_IMAGE,
+        work_dir=tmp_path / "work",
+        poll_min_seconds=0.01,
+        poll_max_seconds=0.01,
+    )
+    spec = {
+        "model": {
+            "s3": {"uri": "s3://sources/tiny/"},
+            "inference": {"maxSeqLength": 128, "docStride": 32},
+        },
+        "endpoint": {"instanceType": "ml.m5.large"},
+    }
+    yield Harness(Reconciler(settings, AwsClients(max_attempts=1).client), spec)
+
+
+def test_first_pass_creates_everything_and_reports_ready(harness: Harness, aws: Any) -> None:
+    harness.converge()
+    assert harness.status["phase"] == "Ready", harness.status
+    assert harness.condition("Ready")["status"] == "True"
+    assert harness.events == [
+        "UploadedPackage",
+        "CreatedModel",
+        "CreatedEndpointConfig",
+        "CreatingEndpoint",
+    ]
+    sm = aws.client("sagemaker")
+    assert sm.describe_endpoint(EndpointName="team-a-squad")["EndpointStatus"] == "InService"
+
+
+def test_a_repeated_pass_changes_nothing(harness: Harness, aws: Any) -> None:
+    harness.converge()
+    before = dict(harness.status)
+    outcome = harness.reconcile()
+    assert outcome.events == []
+    assert {k: v for k, v in harness.status.items() if k != "conditions"} == {
+        k: v for k, v in before.items() if k != "conditions"
+    }
+    assert harness.status["conditions"] == before["conditions"]
+
+
+def test_lost_status_write_reuses_the_same_names(harness: Harness, aws: Any) -> None:
+    harness.reconcile()
+    harness.status.clear()  # as if the patch never reached the API server
+    harness.converge()
+    sm = aws.client("sagemaker")
+    assert len(sm.list_models()["Models"]) == 1
+    assert len(sm.list_endpoint_configs()["EndpointConfigs"]) == 1
+    assert len(sm.list_endpoints()["Endpoints"]) == 1
+
+
+def test_invalid_spec_is_reported_without_touching_aws(harness: Harness, aws: Any) -> None:
+    harness.spec = {"model": {}, "endpoint": {"instanceType": "ml.m5.large"}}
+    outcome = harness.reconcile()
+    assert outcome.requeue_after is None
+    assert harness.condition("Ready")["reason"] == "InvalidSpec"
+    assert "exactly one of huggingface, s3, mlflow" in harness.condition("Degraded")["message"]
+    assert aws.client("sagemaker").list_endpoints()["Endpoints"] == []
+
+
+def test_endpoint_name_taken_by_someone_else_is_a_conflict(harness: Harness, aws: Any) -> None:
+    sm = aws.client("sagemaker")
+    sm.create_model(ModelName="other", ExecutionRoleArn=ROLE_ARN, PrimaryContainer={"Image": "x"})
+    sm.create_endpoint_config(
+        EndpointConfigName="other",
+        ProductionVariants=[
+            {
+                "VariantName": "v",
+                "ModelName": "other",
+                "InstanceType": "ml.m5.large",
+                "InitialInstanceCount": 1,
+            }
+        ],
+    )
+    sm.create_endpoint(EndpointName="team-a-squad", EndpointConfigName="other")
+    harness.converge()
+    assert harness.condition("Degraded")["reason"] == "EndpointNameConflict"
+    assert sm.describe_endpoint(EndpointName="team-a-squad")["EndpointConfigName"] == "other"
+
+
+def test_finalize_deletes_owned_resources_only(harness: Harness, aws: Any) -> None:
+    harness.converge()
+    sm = aws.client("sagemaker")
+    sm.create_model(
+        ModelName="team-a-squad-not-ours",
+        ExecutionRoleArn=ROLE_ARN,
+        PrimaryContainer={"Image": "x"},
+    )
+    for _ in range(10):
+        outcome = harness.reconciler.finalize(harness.resource())
+        if outcome.done:
+            break
+    assert outcome.done
+    assert sm.list_endpoints()["Endpoints"] == []
+    assert sm.list_endpoint_configs()["EndpointConfigs"] == []
+    assert [m["ModelName"] for m in sm.list_models()["Models"]] == ["team-a-squad-not-ours"]
+    assert aws.client("s3").list_objects_v2(Bucket=PACKAGE_BUCKET).get("Contents", []) == []
