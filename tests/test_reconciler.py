@@ -3,6 +3,7 @@ the way kopf carries it (merge the returned patch into the resource's status).""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -169,3 +170,34 @@ def test_finalize_deletes_owned_resources_only(harness: Harness, aws: Any) -> No
     assert sm.list_endpoint_configs()["EndpointConfigs"] == []
     assert [m["ModelName"] for m in sm.list_models()["Models"]] == ["team-a-squad-not-ours"]
     assert aws.client("s3").list_objects_v2(Bucket=PACKAGE_BUCKET).get("Contents", []) == []
+
+
+def test_unreachable_registry_is_retried_with_a_clear_condition(harness: Harness) -> None:
+    harness.reconciler = _with_registry(harness, "http://127.0.0.1:9", "127.0.0.1:9/base:1")
+    outcome = harness.reconcile()
+    assert outcome.requeue_after is not None
+    progressing = harness.condition("Progressing")
+    assert progressing["reason"] == "RegistryUnreachable"
+    assert "127.0.0.1:9" in progressing["message"]
+
+
+def test_bad_registry_credentials_are_reported_without_a_hot_loop(
+    harness: Harness, oci_registry_with_auth: Any
+) -> None:
+    registry = oci_registry_with_auth
+    harness.reconciler = _with_registry(harness, registry.url, f"{registry.host}/base:1")
+    outcome = harness.reconcile()
+    assert outcome.requeue_after is None
+    degraded = harness.condition("Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "RegistryUnauthorized")
+    assert harness.status["phase"] == "Failed"
+
+
+def _with_registry(harness: Harness, endpoint: str, base: str) -> Reconciler:
+    settings = dataclasses.replace(
+        harness.reconciler.settings,
+        serving_image=base,
+        image_repository="qa-serving",
+        registry_endpoint=endpoint,
+    )
+    return Reconciler(settings, AwsClients(max_attempts=1).client)
