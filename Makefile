@@ -31,6 +31,7 @@ lint: setup
 	$(VENV)/bin/ruff check operator tests bench
 	$(VENV)/bin/ruff format --check operator tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/hadolint serving/Dockerfile Dockerfile
 
 format: setup
 	$(VENV)/bin/ruff check --fix operator tests bench

@@ -42,26 +42,10 @@ class Registry:
 
 
 def bcrypt_hash(password: str) -> str:
-    """A bcrypt hash, the only scheme distribution's htpasswd accepts.
+    """A bcrypt hash, the only scheme distribution's htpasswd accepts."""
+    import bcrypt
 
-    Uses the `bcrypt` package when installed, else the C library's crypt(3) through Python 3.11's
-    `crypt` module (glibc/libxcrypt implements bcrypt as "$2b$").
-    """
-    try:
-        import bcrypt
-
-        return bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
-    except ImportError:
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            import crypt  # deprecated in 3.11, gone in 3.13: add `bcrypt` before then
-
-        hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))
-        if not hashed or not hashed.startswith("$2"):
-            raise RuntimeError("no bcrypt available: install the `bcrypt` package") from None
-        return hashed
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
 
 
 def _free_port() -> int:
