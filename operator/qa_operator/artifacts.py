@@ -133,7 +133,7 @@ def _classify(exc: Exception) -> OperatorError:
     from qa_operator.aws.errors import as_operator_error, is_retryable_aws
 
     names = {cls.__name__ for cls in type(exc).__mro__}
-    if names & _MISSING_MODEL:
+    if names & _MISSING_MODEL or isinstance(exc, FileNotFoundError):
         return TerminalError("ModelNotFound", f"cannot fetch the model: {exc}")
     if is_retryable_aws(exc) is not None:
         return as_operator_error(exc, "fetching the model from S3")
