@@ -34,6 +34,9 @@ ETCD_PKG = "go.etcd.io/etcd/server/v3"
 # `go build -o DIR/` names a binary after its package path, dropping a /vN suffix.
 BUILT_NAMES = {"kube-apiserver": "kube-apiserver", "kubectl": "kubectl", "etcd": "server"}
 
+# Bump when the way we build changes, so that caches from an older recipe are rebuilt.
+RECIPE = 2
+
 ENV_ASSETS_DIR = "KUBEBUILDER_ASSETS"
 ENV_BINARY = {
     "kube-apiserver": "TEST_ASSET_KUBE_APISERVER",
@@ -89,6 +92,36 @@ def _executable(path: Path) -> bool:
     return path.is_file() and os.access(path, os.X_OK)
 
 
+def _stamp(versions: Versions) -> str:
+    return f"kubernetes={versions.kubernetes}\netcd={versions.etcd}\nrecipe={RECIPE}\n"
+
+
+def _is_built(directory: Path, versions: Versions) -> bool:
+    stamp = directory / "VERSIONS"
+    return (
+        stamp.is_file()
+        and stamp.read_text() == _stamp(versions)
+        and all(_executable(directory / name) for name in BUILT_NAMES)
+    )
+
+
+def version_ldflags(versions: Versions) -> str:
+    """Stamp the version the way Kubernetes' release build does (hack/lib/version.sh); an
+    unstamped kubectl refuses to parse its own version and skew checks go wrong."""
+    major, minor = versions.kubernetes.lstrip("v").split(".")[:2]
+    values = {
+        "gitVersion": versions.kubernetes,
+        "gitMajor": major,
+        "gitMinor": minor,
+        "gitTreeState": "clean",
+        "buildDate": "1970-01-01T00:00:00Z",
+    }
+    flags = ["-s", "-w"]
+    for package in ("k8s.io/client-go/pkg/version", "k8s.io/component-base/version"):
+        flags += [f"-X {package}.{key}={value}" for key, value in values.items()]
+    return " ".join(flags)
+
+
 def kubectl_client_minor(kubectl: str | Path) -> int | None:
     """The client minor version of a kubectl, or None if it does not answer sensibly."""
     try:
@@ -116,14 +149,14 @@ def path_kubectl(versions: Versions) -> Path | None:
     return Path(found)
 
 
-def _configured(name: str, built: Path) -> Path | None:
+def _configured(name: str, built: Path, versions: Versions) -> Path | None:
     override = os.environ.get(ENV_BINARY[name])
     if override:
         return Path(override)
     assets = os.environ.get(ENV_ASSETS_DIR)
     if assets and _executable(Path(assets) / name):
         return Path(assets) / name
-    if _executable(built / name):
+    if _is_built(built, versions):
         return built / name
     return None
 
@@ -132,9 +165,9 @@ def locate(versions: Versions | None = None) -> Binaries:
     """The binaries to run, or ControlPlaneBinariesMissing saying what is missing and how to fix."""
     v = versions or pinned_versions()
     built = cache_dir(v)
-    apiserver = _configured("kube-apiserver", built)
-    etcd = _configured("etcd", built)
-    kubectl = _configured("kubectl", built) or path_kubectl(v)
+    apiserver = _configured("kube-apiserver", built, v)
+    etcd = _configured("etcd", built, v)
+    kubectl = _configured("kubectl", built, v) or path_kubectl(v)
     missing = [
         name
         for name, path in (("kube-apiserver", apiserver), ("etcd", etcd), ("kubectl", kubectl))
@@ -153,7 +186,7 @@ def locate(versions: Versions | None = None) -> Binaries:
 def locate_kubectl(versions: Versions | None = None) -> Path:
     """kubectl alone, for a cluster we did not start (QA_TEST_KUBECONFIG)."""
     v = versions or pinned_versions()
-    found = _configured("kubectl", cache_dir(v)) or path_kubectl(v)
+    found = _configured("kubectl", cache_dir(v), v) or path_kubectl(v)
     if found is None or not _executable(found):
         raise ControlPlaneBinariesMissing(
             "kubectl missing: build it with `make test-peers`, set TEST_ASSET_KUBECTL, or put a "
@@ -166,7 +199,7 @@ def build(versions: Versions | None = None, *, force: bool = False) -> Path:
     """Build the three binaries into the versioned cache dir (atomically); return that dir."""
     v = versions or pinned_versions()
     target = cache_dir(v)
-    if not force and all(_executable(target / name) for name in BUILT_NAMES):
+    if not force and _is_built(target, v):
         return target
     go = shutil.which("go")
     if go is None:
@@ -179,7 +212,7 @@ def build(versions: Versions | None = None, *, force: bool = False) -> Path:
     with tempfile.TemporaryDirectory(prefix=f".{target.name}-", dir=target.parent) as tmp:
         out = Path(tmp) / "bin"
         out.mkdir()
-        command = [go, "build", "-trimpath", "-ldflags=-s -w", "-o", f"{out}/"]
+        command = [go, "build", "-trimpath", f"-ldflags={version_ldflags(v)}", "-o", f"{out}/"]
         command += [KUBE_APISERVER_PKG, KUBECTL_PKG, ETCD_PKG]
         print(f"building {v.kubernetes} and etcd {v.etcd} into {target}", flush=True)
         print("$ " + " ".join(command), flush=True)
@@ -188,7 +221,7 @@ def build(versions: Versions | None = None, *, force: bool = False) -> Path:
         for name, built_as in BUILT_NAMES.items():
             if built_as != name:
                 (out / built_as).rename(out / name)
-        (out / "VERSIONS").write_text(f"kubernetes={v.kubernetes}\netcd={v.etcd}\n")
+        (out / "VERSIONS").write_text(_stamp(v))
         if target.exists():
             shutil.rmtree(target)
         out.rename(target)

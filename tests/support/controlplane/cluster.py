@@ -234,6 +234,8 @@ def local_control_plane(work_dir: Path, binaries: Binaries | None = None) -> Ite
         f"--etcd-servers={etcd_url}",
         "--bind-address=127.0.0.1",
         "--advertise-address=127.0.0.1",
+        # The `kubernetes` service endpoint may not be loopback; nothing in tests needs it.
+        "--endpoint-reconciler-type=none",
         f"--secure-port={api_port}",
         f"--cert-dir={work_dir / 'apiserver-certs'}",
         f"--tls-cert-file={serving.cert}",

@@ -7,6 +7,7 @@ Established. Missing binaries or a peer that will not start fail the test loudly
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -17,7 +18,13 @@ from pathlib import Path
 import pytest
 
 from .build import ControlPlaneBinariesMissing, locate, locate_kubectl
-from .cluster import Cluster, ControlPlaneError, existing_cluster, local_control_plane
+from .cluster import (
+    Cluster,
+    ControlPlaneError,
+    KubectlError,
+    existing_cluster,
+    local_control_plane,
+)
 
 __all__ = ["Cluster", "kube_cluster", "namespace"]
 
@@ -37,31 +44,47 @@ def kube_cluster(
 ) -> Iterator[Cluster]:
     work_dir = tmp_path_factory.mktemp("controlplane")
     crds = _crd_files(pytestconfig.rootpath)
+    failure = ""
+    try:
+        with _session_cluster(work_dir, crds) as cluster:
+            yield cluster
+    except (ControlPlaneBinariesMissing, ControlPlaneError, KubectlError) as error:
+        failure = str(error)
+    if failure:  # outside the except block, so pytest shows the message, not a chained trace
+        pytest.fail(failure, pytrace=False)
+
+
+@contextlib.contextmanager
+def _session_cluster(work_dir: Path, crds: list[Path]) -> Iterator[Cluster]:
     reuse = os.environ.get(ENV_REUSE_KUBECONFIG)
-    try:
-        if reuse:
-            cluster = existing_cluster(Path(reuse), work_dir, locate_kubectl())
-            cluster.apply_crds(crds)
-            _session["control plane"] = f"reused {cluster.server} from {ENV_REUSE_KUBECONFIG}"
-            yield cluster
-            return
-        binaries = locate()
-    except ControlPlaneBinariesMissing as error:
-        pytest.fail(str(error), pytrace=False)
+    if reuse:
+        cluster = existing_cluster(Path(reuse), work_dir, locate_kubectl())
+        _install_crds(cluster, crds)
+        _session["control plane"] = f"reused {cluster.server} from {ENV_REUSE_KUBECONFIG}"
+        yield cluster
+        return
+    binaries = locate()
     started = time.monotonic()
+    with local_control_plane(work_dir, binaries) as cluster:
+        _session["control plane logs"] = str(cluster.log_dir)
+        # Proves the kubectl we picked (built or from PATH) really talks to this server.
+        cluster.kubectl("version", "-o", "json")
+        _install_crds(cluster, crds)
+        _session["control plane startup"] = (
+            f"{time.monotonic() - started:.1f} s (etcd + kube-apiserver ready, "
+            f"{len(crds)} CRD file(s) Established)"
+        )
+        yield cluster
+
+
+def _install_crds(cluster: Cluster, crds: list[Path]) -> None:
     try:
-        with local_control_plane(work_dir, binaries) as cluster:
-            _session["control plane logs"] = str(cluster.log_dir)
-            # Proves the kubectl we picked (built or from PATH) really talks to this server.
-            cluster.kubectl("version", "-o", "json")
-            cluster.apply_crds(crds)
-            _session["control plane startup"] = (
-                f"{time.monotonic() - started:.1f} s (etcd + kube-apiserver ready, "
-                f"{len(crds)} CRD file(s) Established)"
-            )
-            yield cluster
-    except ControlPlaneError as error:
-        pytest.fail(str(error), pytrace=False)
+        cluster.apply_crds(crds)
+    except KubectlError as error:
+        message = f"installing {[str(p) for p in crds]} failed:\n{error.stderr}"
+    else:
+        return
+    raise ControlPlaneError(message)
 
 
 def _namespace_name(test_name: str) -> str:
