@@ -4,6 +4,7 @@ CRDs, the status subresource, schema validation, RBAC and service-account tokens
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,8 @@ import kubernetes.client
 import pytest
 from kubernetes.client.exceptions import ApiException
 
+from support.controlplane import build
 from support.controlplane.fixtures import Cluster
-
-pytestmark = pytest.mark.e2e
 
 GROUP = "harness.qa-operator.test"
 PLURAL = "widgets"
@@ -81,6 +81,7 @@ def get_widget(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
     return found
 
 
+@pytest.mark.e2e
 def test_custom_resource_round_trips_through_the_api_server(
     kube_cluster: Cluster, namespace: str, widget_crd: str
 ) -> None:
@@ -94,6 +95,7 @@ def test_custom_resource_round_trips_through_the_api_server(
     assert body["metadata"]["namespace"] == namespace
 
 
+@pytest.mark.e2e
 def test_status_subresource_is_separate_from_spec(
     kube_cluster: Cluster, namespace: str, widget_crd: str
 ) -> None:
@@ -120,6 +122,7 @@ def test_status_subresource_is_separate_from_spec(
     assert after_spec["metadata"]["generation"] == 2
 
 
+@pytest.mark.e2e
 def test_schema_validation_rejects_a_bad_object_with_a_clear_message(
     kube_cluster: Cluster, namespace: str, widget_crd: str
 ) -> None:
@@ -159,6 +162,7 @@ ROLE = textwrap.dedent(
 )
 
 
+@pytest.mark.e2e
 def test_rbac_forbids_a_restricted_user_until_a_role_binding_grants_it(
     kube_cluster: Cluster, namespace: str, tmp_path: Path
 ) -> None:
@@ -196,6 +200,7 @@ def test_rbac_forbids_a_restricted_user_until_a_role_binding_grants_it(
     assert can_create.stdout.strip() == "no"
 
 
+@pytest.mark.e2e
 def test_service_account_token_authenticates_as_that_account(
     kube_cluster: Cluster, namespace: str
 ) -> None:
@@ -213,3 +218,60 @@ def test_service_account_token_authenticates_as_that_account(
     )
     kube_cluster.kubectl("apply", "-n", namespace, "-f", "-", input=ROLE)
     kube_cluster.kubectl("get", "configmaps", "-n", namespace, kubeconfig=robot)
+
+
+def fake_binaries(directory: Path, *names: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (directory / name).write_text("#!/bin/sh\n")
+        (directory / name).chmod(0o755)
+    return directory
+
+
+@pytest.fixture
+def no_binary_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for variable in (build.ENV_ASSETS_DIR, *build.ENV_BINARY.values()):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-path"))
+
+
+@pytest.mark.usefixtures("no_binary_env")
+def test_binaries_resolve_like_envtest(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    versions = build.Versions(kubernetes="v1.37.2", etcd="v3.7.0")
+    with pytest.raises(build.ControlPlaneBinariesMissing, match="make test-peers"):
+        build.locate(versions)
+
+    assets = fake_binaries(tmp_path / "assets", "kube-apiserver", "etcd", "kubectl")
+    monkeypatch.setenv(build.ENV_ASSETS_DIR, str(assets))
+    own_etcd = fake_binaries(tmp_path / "elsewhere", "etcd") / "etcd"
+    monkeypatch.setenv("TEST_ASSET_ETCD", str(own_etcd))
+
+    found = build.locate(versions)
+    assert found == build.Binaries(
+        kube_apiserver=assets / "kube-apiserver", etcd=own_etcd, kubectl=assets / "kubectl"
+    )
+
+
+@pytest.mark.usefixtures("no_binary_env")
+def test_a_cache_from_another_version_or_recipe_is_not_used(tmp_path: Path) -> None:
+    versions = build.Versions(kubernetes="v1.37.2", etcd="v3.7.0")
+    cached = fake_binaries(build.cache_dir(versions), "kube-apiserver", "etcd", "kubectl")
+    (cached / "VERSIONS").write_text("kubernetes=v1.37.2\netcd=v3.7.0\nrecipe=0\n")
+    with pytest.raises(build.ControlPlaneBinariesMissing):
+        build.locate(versions)
+
+    (cached / "VERSIONS").write_text(build.build_stamp(versions))
+    assert build.locate(versions).kube_apiserver == cached / "kube-apiserver"
+    assert cached.name == "k8s-v1.37.2-etcd-v3.7.0"
+
+
+def test_pinned_versions_come_from_go_mod() -> None:
+    versions = build.pinned_versions()
+    assert re.fullmatch(r"v1\.\d+\.\d+", versions.kubernetes)
+    assert re.fullmatch(r"v3\.\d+\.\d+", versions.etcd)
+    # Each staging module is replaced by its v0.Y.Z twin of the same Kubernetes release.
+    twin = f"v0.{versions.kubernetes_minor}.{versions.kubernetes.split('.')[2]}"
+    replaced = re.findall(r"^\s*(k8s\.io/\S+) => \S+ (v\S+)", build.GO_MOD.read_text(), re.M)
+    assert len(replaced) > 20
+    assert {version for _, version in replaced} == {twin}

@@ -92,7 +92,7 @@ def _executable(path: Path) -> bool:
     return path.is_file() and os.access(path, os.X_OK)
 
 
-def _stamp(versions: Versions) -> str:
+def build_stamp(versions: Versions) -> str:
     return f"kubernetes={versions.kubernetes}\netcd={versions.etcd}\nrecipe={RECIPE}\n"
 
 
@@ -100,7 +100,7 @@ def _is_built(directory: Path, versions: Versions) -> bool:
     stamp = directory / "VERSIONS"
     return (
         stamp.is_file()
-        and stamp.read_text() == _stamp(versions)
+        and stamp.read_text() == build_stamp(versions)
         and all(_executable(directory / name) for name in BUILT_NAMES)
     )
 
@@ -221,7 +221,7 @@ def build(versions: Versions | None = None, *, force: bool = False) -> Path:
         for name, built_as in BUILT_NAMES.items():
             if built_as != name:
                 (out / built_as).rename(out / name)
-        (out / "VERSIONS").write_text(_stamp(v))
+        (out / "VERSIONS").write_text(build_stamp(v))
         if target.exists():
             shutil.rmtree(target)
         out.rename(target)
