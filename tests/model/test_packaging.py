@@ -172,3 +172,14 @@ def test_bad_inputs_are_refused(
     with pytest.raises(ValueError, match="doc_stride"):
         build_package(tiny_qa_model_dir, tmp_path / "y", InferenceConfig(doc_stride=400))
     assert package_digest(tiny_qa_package.path) == tiny_qa_package.digest
+
+
+def test_pickle_weights_are_left_out_when_safetensors_exist(
+    tiny_qa_model_dir: Path, tiny_qa_package: ModelPackage, tmp_path: Path
+) -> None:
+    both = tmp_path / "both"
+    shutil.copytree(tiny_qa_model_dir, both)
+    (both / "pytorch_model.bin").write_bytes(b"pickled weights that transformers would not load")
+    package = build_package(both, tmp_path / "pkg", InferenceConfig())
+    assert not (package.path / "artifacts" / "model" / "pytorch_model.bin").exists()
+    assert package.digest == tiny_qa_package.digest

@@ -90,7 +90,7 @@ def build_package(
         pip_requirements=pinned_requirements(),
     )
     artifacts = {"model": "artifacts/model"}
-    _link_tree(model_dir, dest / "artifacts" / "model")
+    _link_tree(model_dir, dest / "artifacts" / "model", skip=_redundant_weights(model_dir))
     if tokenizer_dir is not None:
         _link_tree(Path(tokenizer_dir), dest / "artifacts" / "tokenizer")
         artifacts["tokenizer"] = "artifacts/tokenizer"
@@ -196,9 +196,20 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _link_tree(source: Path, target: Path) -> None:
+def _redundant_weights(model_dir: Path) -> set[str]:
+    """PyTorch pickle weights (`*.bin`) when the same model also has safetensors weights, which
+    transformers loads first: hub repos often carry both, doubling the package for nothing."""
+    files = [rel for rel, _ in _files(model_dir)]
+    if not any(rel.endswith(".safetensors") for rel in files):
+        return set()
+    return {rel for rel in files if rel.endswith(".bin") and "/" not in rel}
+
+
+def _link_tree(source: Path, target: Path, skip: set[str] | None = None) -> None:
     """Mirror `source`'s files into `target` as hard links, or symlinks across filesystems."""
     for rel, file in _files(source):
+        if skip and rel in skip:
+            continue
         link = target / rel
         link.parent.mkdir(parents=True, exist_ok=True)
         real = file.resolve()

@@ -88,7 +88,11 @@ def frame_from_json(request: dict[str, Any]) -> pd.DataFrame:
         for key in ("dataframe_records", "instances", "inputs"):
             if key in request:
                 value = request[key]
-                return pd.DataFrame(value if isinstance(value, list) else [value])
+                if isinstance(value, list):
+                    return pd.DataFrame(value)
+                if isinstance(value, dict) and all(isinstance(v, list) for v in value.values()):
+                    return pd.DataFrame(value)  # columnar: {"question": [...], "text": [...]}
+                return pd.DataFrame([value])
     except BadRequest:
         raise
     except (ValueError, TypeError) as exc:

@@ -33,6 +33,14 @@ def test_plain_object_list_and_columns_become_dataframe_records() -> None:
     }
 
 
+def test_mlflow_columnar_inputs_are_checked_per_row() -> None:
+    columns = {"inputs": {"question": ["a", "b"], "text": ["x", ""]}}
+    with pytest.raises(BadRequest, match="row 1: 'text' is empty"):
+        check_request(JSON, json.dumps(columns).encode())
+    good = {"inputs": {"question": ["a", "b"], "text": ["x", "y"]}}
+    assert rewrite(good) == good
+
+
 def test_mlflow_shapes_pass_unchanged() -> None:
     split = {"dataframe_split": {"columns": ["question", "text"], "data": [["q", "t"]]}}
     assert rewrite(split) == split
