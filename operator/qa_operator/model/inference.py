@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
+from qa_operator.model.batching import length_batches
 from qa_operator.model.config import InferenceConfig
 from qa_operator.model.spans import NO_SPAN, Span, Window, best_span
 
@@ -84,21 +85,18 @@ class QAEngine:
         n_windows = len(row_of_window)
         starts: list[np.ndarray] = [np.empty(0)] * n_windows
         ends: list[np.ndarray] = [np.empty(0)] * n_windows
-        # Similar lengths together: less padding per batch.
-        order = sorted(range(n_windows), key=lambda i: len(encoded["input_ids"][i]))
+        lengths = [len(ids) for ids in encoded["input_ids"]]
         keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
         with torch.inference_mode():
-            for first in range(0, n_windows, cfg.batch_size):
-                batch_ids = order[first : first + cfg.batch_size]
+            for batch_ids in length_batches(lengths, cfg.batch_size):
                 features = [{k: encoded[k][i] for k in keys} for i in batch_ids]
                 batch = self.tokenizer.pad(features, return_tensors="pt")
                 output = self.model(**batch)
                 start_logits = output.start_logits.float().numpy()
                 end_logits = output.end_logits.float().numpy()
                 for row, i in enumerate(batch_ids):
-                    length = len(encoded["input_ids"][i])
-                    starts[i] = start_logits[row, :length]
-                    ends[i] = end_logits[row, :length]
+                    starts[i] = start_logits[row, : lengths[i]]
+                    ends[i] = end_logits[row, : lengths[i]]
         windows_by_row: list[list[Window]] = [[] for _ in questions]
         for i, row in enumerate(row_of_window):
             windows_by_row[row].append(
