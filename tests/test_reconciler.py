@@ -18,7 +18,13 @@ from support.e2e import PACKAGE_BUCKET, ROLE_ARN, SERVING_IMAGE
 
 pytestmark = pytest.mark.e2e
 
-OWNER = Owner(namespace="team-a", name="squad", uid="0c4e5a2e-5d6c-4a57-9a0e-1f2f3a4b5c6d")
+# Long enough that Model and EndpointConfig names must shorten the endpoint name they start with.
+OWNER = Owner(
+    namespace="team-a-question-answering",
+    name="squad-deployment-for-support",
+    uid="0c4e5a2e-5d6c-4a57-9a0e-1f2f3a4b5c6d",
+)
+ENDPOINT = "team-a-question-answering-squad-deployment-for-support"
 
 
 class Harness:
@@ -100,7 +106,7 @@ def test_first_pass_creates_everything_and_reports_ready(harness: Harness, aws: 
         "CreatingEndpoint",
     ]
     sm = aws.client("sagemaker")
-    assert sm.describe_endpoint(EndpointName="team-a-squad")["EndpointStatus"] == "InService"
+    assert sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointStatus"] == "InService"
 
 
 def test_a_repeated_pass_changes_nothing(harness: Harness, aws: Any) -> None:
@@ -147,17 +153,17 @@ def test_endpoint_name_taken_by_someone_else_is_a_conflict(harness: Harness, aws
             }
         ],
     )
-    sm.create_endpoint(EndpointName="team-a-squad", EndpointConfigName="other")
+    sm.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName="other")
     harness.converge()
     assert harness.condition("Degraded")["reason"] == "EndpointNameConflict"
-    assert sm.describe_endpoint(EndpointName="team-a-squad")["EndpointConfigName"] == "other"
+    assert sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == "other"
 
 
 def test_finalize_deletes_owned_resources_only(harness: Harness, aws: Any) -> None:
     harness.converge()
     sm = aws.client("sagemaker")
     sm.create_model(
-        ModelName="team-a-squad-not-ours",
+        ModelName=f"{ENDPOINT[:40]}-not-ours",
         ExecutionRoleArn=ROLE_ARN,
         PrimaryContainer={"Image": "x"},
     )
@@ -168,7 +174,7 @@ def test_finalize_deletes_owned_resources_only(harness: Harness, aws: Any) -> No
     assert outcome.done
     assert sm.list_endpoints()["Endpoints"] == []
     assert sm.list_endpoint_configs()["EndpointConfigs"] == []
-    assert [m["ModelName"] for m in sm.list_models()["Models"]] == ["team-a-squad-not-ours"]
+    assert [m["ModelName"] for m in sm.list_models()["Models"]] == [f"{ENDPOINT[:40]}-not-ours"]
     assert aws.client("s3").list_objects_v2(Bucket=PACKAGE_BUCKET).get("Contents", []) == []
 
 
@@ -201,3 +207,15 @@ def _with_registry(harness: Harness, endpoint: str, base: str) -> Reconciler:
         registry_endpoint=endpoint,
     )
     return Reconciler(settings, AwsClients(max_attempts=1).client)
+
+
+def test_scaling_deletes_the_superseded_config_once_in_service(harness: Harness, aws: Any) -> None:
+    harness.converge()
+    old_config = harness.status["endpointConfigName"]
+    harness.change(endpoint={"instanceType": "ml.m5.large", "instanceCount": 2})
+    harness.converge()
+    sm = aws.client("sagemaker")
+    configs = [c["EndpointConfigName"] for c in sm.list_endpoint_configs()["EndpointConfigs"]]
+    assert configs == [harness.status["endpointConfigName"]]
+    assert old_config not in configs
+    assert "DeletedSuperseded" in harness.events

@@ -101,9 +101,16 @@ def is_owned_by(tags: Mapping[str, str], owner: Owner) -> bool:
     return tags.get(TAG_UID) == owner.uid and tags.get(TAG_MANAGED_BY) == MANAGED_BY
 
 
-def content_name(prefix: str, payload: Any) -> str:
-    digest = short_hash(payload)
-    return f"{prefix[: MAX_NAME - len(digest) - 1].rstrip('-')}-{digest}"
+CONTENT_HASH_LENGTH = 10
+
+
+def name_stem(endpoint: str) -> str:
+    """What every Model and EndpointConfig name of this endpoint starts with."""
+    return endpoint[: MAX_NAME - CONTENT_HASH_LENGTH - 1].rstrip("-")
+
+
+def content_name(endpoint: str, payload: Any) -> str:
+    return f"{name_stem(endpoint)}-{short_hash(payload, CONTENT_HASH_LENGTH)}"
 
 
 def desired_state(

@@ -24,6 +24,7 @@ from qa_operator.desired import (
     Owner,
     desired_state,
     endpoint_name,
+    name_stem,
     owner_prefix,
     package_key,
     source_key,
@@ -275,11 +276,11 @@ class Reconciler:
         region: str,
         outcome: Outcome,
     ) -> None:
-        name = desired.endpoint.name
+        stem = name_stem(desired.endpoint.name)
         configs = [
-            c for c in sagemaker.owned_endpoint_configs(name, owner) if c != desired.config.name
+            c for c in sagemaker.owned_endpoint_configs(stem, owner) if c != desired.config.name
         ]
-        models = [m for m in sagemaker.owned_models(name, owner) if m != desired.model.name]
+        models = [m for m in sagemaker.owned_models(stem, owner) if m != desired.model.name]
         for config in configs:
             sagemaker.delete_endpoint_config(config)
         for model in models:
@@ -364,8 +365,8 @@ class Reconciler:
             outcome.message = plan.message
             outcome.requeue_after = self.backoff(attempt)
             return outcome
-        configs = sagemaker.owned_endpoint_configs(name, owner)
-        models = sagemaker.owned_models(name, owner)
+        configs = sagemaker.owned_endpoint_configs(name_stem(name), owner)
+        models = sagemaker.owned_models(name_stem(name), owner)
         for config in configs:
             sagemaker.delete_endpoint_config(config)
         for model in models:

@@ -100,6 +100,8 @@ def test_throttling_and_server_errors_still_converge(
     operator.start()
     apply(kube_cluster, namespace, deployment("busy", s3_model_uri))
     obj = wait_ready(kube_cluster, namespace, "busy", operator, timeout=180)
+    assert aws.calls("sagemaker", "CreateEndpoint") >= 1
+    aws.clear_faults()
     assert owned(aws, obj["metadata"]["uid"]) == {
         "endpoints": [f"{namespace}-busy"],
         "configs": [obj["status"]["endpointConfigName"]],
