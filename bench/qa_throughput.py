@@ -7,7 +7,7 @@ layers; random weights, nothing downloaded):
 
 * row_loop: the post's predict, reimplemented for comparison: one row at a time, autograd on,
   start and end argmax-ed independently (end may precede start), texts truncated at 512 tokens;
-* fp32: ours (QAEngine): overlapping windows, length-sorted batches, torch.inference_mode();
+* fp32: ours (QAEngine): overlapping windows, padding-aware length batches, inference mode;
 * int8: ours with dynamic int8 quantization of the Linear layers.
 
 The last line of output is one JSON object: {"<size>": {"model", "rows_per_s",
@@ -70,13 +70,15 @@ def row_loop(tokenizer: Any, model: Any, questions: list[str], texts: list[str])
     return invalid
 
 
-def timed(fn: Any, repeats: int) -> float:
-    """Best wall time of `repeats` runs (the least disturbed by other load)."""
-    best = float("inf")
+def timed_interleaved(runs: dict[str, Any], repeats: int) -> dict[str, float]:
+    """Best wall time of each run over `repeats` rounds; every round runs each method once, so
+    load from other processes on a shared machine falls on all methods alike."""
+    best = dict.fromkeys(runs, float("inf"))
     for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - started)
+        for name, fn in runs.items():
+            started = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - started)
     return best
 
 
@@ -94,13 +96,14 @@ def bench_size(name: str, rows: int, repeats: int, batch_size: int) -> dict[str,
     int8.answer(warm_q, warm_t)
 
     invalid: list[int] = []
-    seconds = {
-        "row_loop": timed(
-            lambda: invalid.append(row_loop(tokenizer, model, questions, texts)), repeats
-        ),
-        "fp32": timed(lambda: fp32.answer(questions, texts), repeats),
-        "int8": timed(lambda: int8.answer(questions, texts), repeats),
-    }
+    seconds = timed_interleaved(
+        {
+            "row_loop": lambda: invalid.append(row_loop(tokenizer, model, questions, texts)),
+            "fp32": lambda: fp32.answer(questions, texts),
+            "int8": lambda: int8.answer(questions, texts),
+        },
+        repeats,
+    )
     rows_per_s = {k: round(rows / v, 2) for k, v in seconds.items()}
     return {
         "model": {
@@ -128,8 +131,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="few rows, one repeat (smoke test)")
     parser.add_argument("--rows-tiny", type=int, default=256)
-    parser.add_argument("--rows-base", type=int, default=24)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--rows-base", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's)"
