@@ -70,7 +70,7 @@ class ModelPackager:
                 raise
             except Exception as exc:
                 shutil.rmtree(staging, ignore_errors=True)
-                raise _classify(exc) from exc
+                raise _classify(exc, describe_source(spec)) from exc
             return self._relocated(prepared, staging, home)
 
     def _package(self, spec: DeploymentSpec, region: str, staging: Path) -> PreparedPackage:
@@ -129,14 +129,25 @@ class ModelPackager:
         )
 
 
-def _classify(exc: Exception) -> OperatorError:
+def describe_source(spec: DeploymentSpec) -> str:
+    source = spec.source
+    if isinstance(source, HuggingFaceSource):
+        return f"huggingface {source.model_id}@{source.revision}"
+    if isinstance(source, S3Source):
+        return f"s3 {source.uri}"
+    return f"mlflow {source.model_uri}"
+
+
+def _classify(exc: Exception, source: str) -> OperatorError:
     from qa_operator.aws.errors import as_operator_error, is_retryable_aws
 
     names = {cls.__name__ for cls in type(exc).__mro__}
+    if "LocalEntryNotFoundError" in names:  # the hub did not answer; nothing is cached either
+        return RetryableError("ModelDownloadFailed", f"cannot reach the hub for {source}: {exc}")
     if names & _MISSING_MODEL or isinstance(exc, FileNotFoundError):
-        return TerminalError("ModelNotFound", f"cannot fetch the model: {exc}")
+        return TerminalError("ModelNotFound", f"cannot fetch {source}: {exc}")
     if is_retryable_aws(exc) is not None:
-        return as_operator_error(exc, "fetching the model from S3")
+        return as_operator_error(exc, f"fetching {source}")
     if names & {"ConnectionError", "Timeout", "HfHubHTTPError", "OSError"}:
-        return RetryableError("ModelDownloadFailed", f"cannot fetch the model: {exc}")
-    return TerminalError("PackagingFailed", f"{type(exc).__name__}: {exc}")
+        return RetryableError("ModelDownloadFailed", f"cannot fetch {source}: {exc}")
+    return TerminalError("PackagingFailed", f"packaging {source}: {type(exc).__name__}: {exc}")

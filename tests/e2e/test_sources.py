@@ -58,4 +58,5 @@ def test_an_unreachable_hub_is_retried_with_the_reason_in_progressing(
         return None
 
     found = wait_for("ModelDownloadFailed", progressing, operator=operator)
-    assert "deepset/tinyroberta-squad2" in found["message"] or "127.0.0.1:9" in found["message"]
+    assert "huggingface deepset/tinyroberta-squad2@main" in found["message"]
+    assert "Connection refused" in found["message"]

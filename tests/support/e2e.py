@@ -193,11 +193,17 @@ def wait_ready(
 ) -> dict[str, Any]:
     """Wait until the resource is Ready for (at least) this generation; return it."""
 
+    seen: dict[str, Any] = {}
+
     def probe() -> dict[str, Any] | None:
         obj = get(cluster, namespace, name)
+        seen["status"] = (obj or {}).get("status")
         if obj and is_ready(obj) and obj["metadata"]["generation"] >= generation:
             return obj
         return None
 
-    found: dict[str, Any] = wait_for(f"{name} Ready", probe, timeout=timeout, operator=operator)
+    try:
+        found: dict[str, Any] = wait_for(f"{name} Ready", probe, timeout=timeout, operator=operator)
+    except pytest.fail.Exception as timeout_error:
+        pytest.fail(f"{timeout_error.msg}\nlast status: {seen.get('status')}")
     return found

@@ -45,7 +45,7 @@ def fetch_huggingface(
         repo_id=model_id,
         revision=revision,
         cache_dir=str(cache_dir),
-        token=token if token is not None else False,
+        token=token,  # None: HF_TOKEN or a stored login, as the hub's own tools do
         endpoint=endpoint,
         ignore_patterns=HF_IGNORE_PATTERNS,
     )
@@ -88,12 +88,40 @@ def fetch_s3(uri: str, dest: Path, s3_client: Any) -> Path:
 
 
 def fetch_mlflow(model_uri: str, dest: Path, *, tracking_uri: str | None = None) -> Path:
-    """Download the MLflow model at `model_uri` (models:/name/version, runs:/id/path, or an
-    artifact URI) into `dest`; return the MLflow model directory."""
+    """Download the MLflow model at `model_uri` (models:/name/version, models:/name@alias,
+    runs:/id/path, or an artifact URI) into `dest`; return the MLflow model directory."""
     import mlflow.artifacts
 
     dest.mkdir(parents=True, exist_ok=True)
     path = mlflow.artifacts.download_artifacts(
-        artifact_uri=model_uri, dst_path=str(dest), tracking_uri=tracking_uri
+        artifact_uri=_registry_source(model_uri, tracking_uri),
+        dst_path=str(dest),
+        tracking_uri=tracking_uri,
     )
     return Path(path)
+
+
+def _registry_source(model_uri: str, tracking_uri: str | None) -> str:
+    """models:/ URIs resolved to the version's artifact location, through the registry at
+    `tracking_uri` (MLflow's own models:/ download consults the default registry in places)."""
+    if not model_uri.startswith("models:/"):
+        return model_uri
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    name_and_ref = model_uri.removeprefix("models:/").strip("/")
+    if "@" in name_and_ref:
+        name, alias = name_and_ref.split("@", 1)
+        version = client.get_model_version_by_alias(name, alias).version
+    else:
+        name, _, version = name_and_ref.rpartition("/")
+        if not name:
+            raise ValueError(
+                f"{model_uri!r}: expected models:/<name>/<version> or models:/<name>@<alias>"
+            )
+        if not version.isdigit():
+            latest = client.get_latest_versions(name, stages=[version])
+            if not latest:
+                raise ValueError(f"{model_uri!r}: no version of {name} in stage {version}")
+            version = latest[0].version
+    return str(client.get_model_version_download_uri(name, version))
