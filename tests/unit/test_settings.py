@@ -110,7 +110,10 @@ def test_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     [
         ({"QA_OPERATOR_POLL_MIN_SECONDS": "fast"}, "QA_OPERATOR_POLL_MIN_SECONDS='fast'"),
         ({"QA_OPERATOR_POLL_MAX_SECONDS": "1m"}, "is not a number"),
-        ({"QA_OPERATOR_RESYNC_SECONDS": "0"}, "QA_OPERATOR_RESYNC_SECONDS must be a positive number"),
+        (
+            {"QA_OPERATOR_RESYNC_SECONDS": "0"},
+            "QA_OPERATOR_RESYNC_SECONDS must be a positive number",
+        ),
         ({"QA_OPERATOR_RESYNC_SECONDS": "-5"}, "must be a positive number"),
         ({"QA_OPERATOR_MAX_CONCURRENT_PACKAGING": "two"}, "not a number"),
         ({"QA_OPERATOR_MAX_CONCURRENT_PACKAGING": "0"}, "must be a positive number"),
