@@ -31,6 +31,7 @@ lint: setup
 	$(VENV)/bin/ruff check operator tests bench
 	$(VENV)/bin/ruff format --check operator tests bench
 	$(VENV)/bin/mypy
+	MYPYPATH=operator:tests $(VENV)/bin/mypy --explicit-package-bases tests bench
 	$(VENV)/bin/hadolint serving/Dockerfile Dockerfile
 
 format: setup

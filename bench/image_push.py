@@ -25,7 +25,7 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the registry helper the tests use
@@ -111,6 +111,16 @@ def directory_digest(root: Path) -> str:
         return "sha256:" + outer.hexdigest()
 
 
+class PublishArgs(TypedDict):
+    """The `publish_image` arguments every measured push shares."""
+
+    base: str
+    target_repository: str
+    mode: Literal["s3", "baked"]
+    package_dir: Path
+    source: RegistryClient
+
+
 def measure(client: RegistryClient, **kwargs: Any) -> dict[str, Any]:
     before = client.bytes_uploaded
     started = time.perf_counter()
@@ -139,7 +149,7 @@ def main() -> int:
             push_base(source, "serving/base", "1.0", args.base_mb)
             package = work / "package"
             make_package(package, args.model_mb)
-            common = {
+            common: PublishArgs = {
                 "base": f"{source.host}/serving/base:1.0",
                 "target_repository": "qa/serving",
                 "mode": "baked",

@@ -131,8 +131,9 @@ def wait_for(
         last = probe()
         if last:
             return last
-        for process in operator.processes if operator else []:
-            if process.process.poll() is not None and process is operator.processes[-1]:
+        processes = operator.processes if operator else []
+        for process in processes:
+            if process.process.poll() is not None and process is processes[-1]:
                 pytest.fail(f"operator exited ({process.process.returncode}):\n{process.log()}")
         time.sleep(0.3)
     logs = "\n".join(p.log() for p in operator.processes) if operator else ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -13,10 +14,10 @@ NEG = -1e4  # "never": a logit whose probability is ~0
 
 
 def window(
-    start: list[float],
-    end: list[float],
-    seq: list[int | None],
-    offsets: list[tuple[int, int]] | None = None,
+    start: Sequence[float],
+    end: Sequence[float],
+    seq: Sequence[int | None],
+    offsets: Sequence[tuple[int, int]] | None = None,
 ) -> Window:
     """A window whose token i covers characters [10*i, 10*i + 5) unless offsets are given."""
     if offsets is None:
