@@ -43,6 +43,7 @@ demo: setup
 
 bench: setup
 	$(PY) bench/qa_throughput.py
+	$(PY) bench/image_push.py
 
 lock:
 	$(PYTHON) -m venv /tmp/qa-operator-lock && /tmp/qa-operator-lock/bin/pip install -q -U pip==$(PIP_VERSION)
