@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qa_operator.desired import short_hash
 from qa_operator.errors import RetryableError, TerminalError
 from qa_operator.settings import OperatorSettings
 from qa_operator.spec import ImageSettings
@@ -32,7 +33,7 @@ class ImageResolver:
     def cache_key(self, image: ImageSettings, package_digest: str) -> str:
         repository = image.repository or self._settings.image_repository or ""
         package = package_digest if image.mode == "baked" else ""
-        return "|".join((self._settings.serving_image or "", repository, image.mode, package))
+        return short_hash([self._settings.serving_image, repository, image.mode, package], 16)
 
     def resolve(
         self, image: ImageSettings, region: str, package_dir: Path, package_digest: str
