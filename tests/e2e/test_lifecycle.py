@@ -207,3 +207,29 @@ def test_retain_leaves_the_endpoint_in_aws(
         "jsonpath={.items[*].reason}",
     ).stdout.split()
     assert "Retained" in events
+
+
+def test_deleting_while_creating_waits_then_deletes(
+    kube_cluster: Any, aws: Any, namespace: str, operator: Any, s3_model_uri: str
+) -> None:
+    aws.set_endpoint_lifecycle(creating_seconds=4)
+    operator.start()
+    apply(kube_cluster, namespace, deployment("early", s3_model_uri))
+    sm = aws.client("sagemaker")
+    wait_for(
+        "endpoint Creating",
+        lambda: any(
+            e["EndpointName"] == f"{namespace}-early" and e["EndpointStatus"] == "Creating"
+            for e in sm.list_endpoints()["Endpoints"]
+        ),
+        operator=operator,
+    )
+    uid = get(kube_cluster, namespace, "early")["metadata"]["uid"]  # type: ignore[index]
+    kube_cluster.kubectl("delete", "qamd", "early", "-n", namespace, "--wait=false")
+    wait_for(
+        "resource released",
+        lambda: get(kube_cluster, namespace, "early") is None,
+        operator=operator,
+    )
+    assert owned(aws, uid) == {"endpoints": [], "configs": [], "models": []}
+    assert aws.calls("sagemaker", "DeleteEndpoint") == 1
