@@ -6,6 +6,7 @@ kopf runs them in its worker threads: packaging and uploads never block the even
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import kopf
@@ -17,6 +18,22 @@ from qa_operator.settings import OperatorSettings
 
 GROUP, VERSION, PLURAL = "serving.qaoperator.io", "v1alpha1", "qamodeldeployments"
 SETTINGS = OperatorSettings.from_env()
+WAITING, TRANSIENT = "waiting: ", "transient: "
+
+
+class RequeueLogLevels(logging.Filter):
+    """kopf logs every TemporaryError at ERROR (and posts it as an Event). Waiting on SageMaker is
+    normal: DEBUG. A transient AWS or registry error is worth a WARNING, not an ERROR."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if "failed temporarily" in text:
+            if WAITING in text:
+                record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+                return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+            elif TRANSIENT in text:
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
 
 
 @kopf.on.startup()
@@ -27,7 +44,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         prefix="qaoperator.io", key="last-handled-configuration"
     )
     settings.execution.max_workers = max(4, SETTINGS.max_concurrent_packaging * 4)
-    settings.posting.level = 20  # INFO: our own events, not kopf's debug chatter
+    settings.posting.level = logging.INFO
+    logging.getLogger("kopf.objects").addFilter(RequeueLogLevels())
     memo.reconciler = Reconciler(SETTINGS, AwsClients().client)
 
 
@@ -39,6 +57,11 @@ def _resource(body: kopf.Body) -> Resource:
         spec=dict(body.spec),
         status=dict(body.status),
     )
+
+
+def _requeue(outcome: Outcome) -> kopf.TemporaryError:
+    prefix = TRANSIENT if outcome.transient_error else WAITING
+    return kopf.TemporaryError(prefix + outcome.message, delay=outcome.requeue_after or 5)
 
 
 def _report(outcome: Outcome, body: kopf.Body, patch: kopf.Patch | None) -> None:
@@ -57,7 +80,7 @@ def reconcile(body: kopf.Body, patch: kopf.Patch, retry: int, memo: kopf.Memo, *
         outcome = reconciler.reconcile(_resource(body), attempt=retry)
     _report(outcome, body, patch)
     if outcome.requeue_after is not None:
-        raise kopf.TemporaryError(outcome.message, delay=outcome.requeue_after)
+        raise _requeue(outcome)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=SETTINGS.resync_seconds, idle=SETTINGS.resync_seconds)
@@ -82,5 +105,5 @@ def finalize(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
         outcome = reconciler.finalize(_resource(body), attempt=retry)
     _report(outcome, body, None)
     if not outcome.done:
-        raise kopf.TemporaryError(outcome.message, delay=outcome.requeue_after or 5)
+        raise _requeue(outcome)
     reconciler.forget(uid)

@@ -69,6 +69,7 @@ class Outcome:
     requeue_after: float | None = None
     message: str = ""
     done: bool = True
+    transient_error: bool = False  # requeued because of an error, not to wait on SageMaker
 
 
 def invocation_url(region: str, endpoint: str) -> str:
@@ -129,6 +130,7 @@ class Reconciler:
             return self._finish(resource, outcome, conditions.blocked(exc.reason, exc.message))
         except RetryableError as exc:
             outcome.requeue_after = self.backoff(attempt)
+            outcome.transient_error = True
             return self._finish(resource, outcome, conditions.retrying(exc.reason, exc.message))
         verdict = conditions.verdict_for(plan.state, plan.reason, plan.message)
         if not plan.settled:
@@ -339,6 +341,7 @@ class Reconciler:
             return self._finalize(resource, outcome, attempt)
         except OperatorError as exc:
             outcome.done = False
+            outcome.transient_error = True
             outcome.requeue_after = self.backoff(attempt)
             outcome.message = exc.message
             outcome.events.append(Event("Warning", exc.reason, exc.message))

@@ -26,6 +26,7 @@ pytestmark = pytest.mark.e2e
 def test_create_reaches_ready_with_every_status_field(
     kube_cluster: Any, aws: Any, namespace: str, operator: Any, s3_model_uri: str
 ) -> None:
+    aws.set_endpoint_lifecycle(creating_describes=3)
     operator.start()
     apply(kube_cluster, namespace, deployment("squad", s3_model_uri))
 
@@ -84,6 +85,7 @@ def test_create_reaches_ready_with_every_status_field(
         "jsonpath={.items[*].reason}",
     ).stdout.split()
     assert {"CreatedModel", "CreatedEndpointConfig", "CreatingEndpoint"} <= set(events)
+    assert "[ERROR" not in operator.processes[0].log(lines=10_000), "a normal create logged errors"
 
 
 def test_scaling_makes_a_new_config_and_deletes_the_old_one_once_in_service(
