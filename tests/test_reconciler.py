@@ -4,6 +4,7 @@ the way kopf carries it (merge the returned patch into the resource's status).""
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -219,3 +220,44 @@ def test_scaling_deletes_the_superseded_config_once_in_service(harness: Harness,
     assert configs == [harness.status["endpointConfigName"]]
     assert old_config not in configs
     assert "DeletedSuperseded" in harness.events
+
+
+def test_a_serving_image_given_by_ecr_tag_is_pinned_by_digest(harness: Harness, aws: Any) -> None:
+    ecr = aws.client("ecr")
+    ecr.create_repository(repositoryName="qa-serving")
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+                "size": 2,
+                "digest": "sha256:" + "1" * 64,
+            },
+            "layers": [],
+        }
+    )
+    pushed = ecr.put_image(repositoryName="qa-serving", imageManifest=manifest, imageTag="1.0")
+    digest = pushed["image"]["imageId"]["imageDigest"]
+    tagged = "123456789012.dkr.ecr.us-east-1.amazonaws.com/qa-serving:1.0"
+    harness.reconciler = Reconciler(
+        dataclasses.replace(harness.reconciler.settings, serving_image=tagged),
+        AwsClients(max_attempts=1).client,
+    )
+    harness.converge()
+    expected = f"123456789012.dkr.ecr.us-east-1.amazonaws.com/qa-serving@{digest}"
+    assert harness.status["image"] == {**harness.status["image"], "uri": expected, "digest": digest}
+    model = aws.client("sagemaker").describe_model(ModelName=harness.status["modelName"])
+    assert model["PrimaryContainer"]["Image"] == expected
+
+
+def test_a_missing_ecr_serving_image_is_reported(harness: Harness) -> None:
+    missing = "123456789012.dkr.ecr.us-east-1.amazonaws.com/nowhere:1.0"
+    harness.reconciler = Reconciler(
+        dataclasses.replace(harness.reconciler.settings, serving_image=missing),
+        AwsClients(max_attempts=1).client,
+    )
+    outcome = harness.reconcile()
+    assert outcome.requeue_after is None
+    assert harness.condition("Degraded")["reason"] == "ServingImageNotFound"
+    assert "nowhere:1.0" in harness.condition("Degraded")["message"]

@@ -8,6 +8,7 @@ serving image as it is.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,11 @@ from qa_operator.desired import short_hash
 from qa_operator.errors import RetryableError, TerminalError
 from qa_operator.settings import OperatorSettings
 from qa_operator.spec import ImageSettings
+
+ECR_IMAGE = re.compile(
+    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?/"
+    r"(?P<repo>[a-z0-9._/-]+):(?P<tag>[\w][\w.-]{0,127})$"
+)
 
 
 @dataclass(frozen=True)
@@ -51,9 +57,33 @@ class ImageResolver:
                     "NoImageRepository",
                     "image.mode baked needs image.repository (or QA_OPERATOR_IMAGE_REPOSITORY)",
                 )
-            _, _, digest = base.partition("@")
-            return ResolvedImage(uri=base, digest=digest or None)
+            return self._pinned(base)
         return self._publish(base, repository, image, region, package_dir, package_digest)
+
+    def _pinned(self, base: str) -> ResolvedImage:
+        """The configured image by digest, so that a moved tag never changes a running endpoint.
+        An ECR tag is resolved with DescribeImages; other registries are used as given."""
+        _, _, digest = base.partition("@")
+        if digest:
+            return ResolvedImage(uri=base, digest=digest)
+        match = ECR_IMAGE.match(base)
+        if match is None:
+            return ResolvedImage(uri=base, digest=None)
+        account, region, repository, tag = match.group("account", "region", "repo", "tag")
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from qa_operator.aws.errors import ErrorClass, as_operator_error, classify
+
+        try:
+            found = self._ecr_client(region).describe_images(
+                registryId=account, repositoryName=repository, imageIds=[{"imageTag": tag}]
+            )
+        except (ClientError, BotoCoreError) as exc:
+            if classify(exc) is ErrorClass.NOT_FOUND or "ImageNotFound" in str(exc):
+                raise TerminalError("ServingImageNotFound", f"{base} is not in ECR: {exc}") from exc
+            raise as_operator_error(exc, "ECR DescribeImages") from exc
+        pinned = str(found["imageDetails"][0]["imageDigest"])
+        return ResolvedImage(uri=f"{base.rpartition(':')[0]}@{pinned}", digest=pinned)
 
     def _publish(
         self,
