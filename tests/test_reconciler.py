@@ -261,3 +261,27 @@ def test_a_missing_ecr_serving_image_is_reported(harness: Harness) -> None:
     assert outcome.requeue_after is None
     assert harness.condition("Degraded")["reason"] == "ServingImageNotFound"
     assert "nowhere:1.0" in harness.condition("Degraded")["message"]
+
+
+def test_tag_changes_reach_the_endpoint_and_leave_other_tools_tags(
+    harness: Harness, aws: Any
+) -> None:
+    harness.spec = {
+        **harness.spec,
+        "endpoint": {"instanceType": "ml.m5.large", "tags": {"team": "qa", "cost": "1"}},
+    }
+    harness.converge()
+    sm = aws.client("sagemaker")
+    arn = harness.status["endpointArn"]
+    sm.add_tags(ResourceArn=arn, Tags=[{"Key": "billing:owner", "Value": "finance"}])
+    config = harness.status["endpointConfigName"]
+
+    harness.change(endpoint={"instanceType": "ml.m5.large", "tags": {"team": "search"}})
+    harness.converge()
+    tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=arn)["Tags"]}
+    assert tags["team"] == "search"
+    assert "cost" not in tags
+    assert tags["billing:owner"] == "finance"
+    assert tags["qaoperator.io/uid"] == OWNER.uid
+    assert harness.status["endpointConfigName"] == config, "tags alone must not replace the config"
+    assert "UpdatedTags" in harness.events

@@ -23,6 +23,7 @@ class Action(enum.Enum):
     DELETE_ENDPOINT = "DeleteEndpoint"
     DELETE_SUPERSEDED = "DeleteSuperseded"
     DELETE_OWNED = "DeleteOwned"
+    SYNC_TAGS = "SyncTags"
 
 
 class State(enum.Enum):
@@ -66,6 +67,7 @@ class History:
     attempted_generation: int | None = None
     failed_config: str | None = None
     failed_generation: int | None = None
+    applied_tags: tuple[str, ...] = ()  # user tag keys an earlier pass put on the endpoint
 
     def blocks(self, config_name: str) -> bool:
         """This config failed at the current generation: wait for a new spec."""
@@ -139,7 +141,8 @@ def plan_reconcile(desired: DesiredState, observed: Observed, history: History) 
             State.READY,
             "EndpointInService",
             f"endpoint {endpoint.name} is InService on config {config_name}",
-            (Action.DELETE_SUPERSEDED,),
+            (Action.DELETE_SUPERSEDED,)
+            + ((Action.SYNC_TAGS,) if any(tag_delta(desired, endpoint, history)) else ()),
         )
     rolled_back = (
         history.attempted_config == config_name
@@ -182,6 +185,19 @@ def _plan_failed(desired: DesiredState, endpoint: ObservedEndpoint, history: His
         f"with config {config_name}",
         (Action.DELETE_ENDPOINT,),
     )
+
+
+def tag_delta(
+    desired: DesiredState, endpoint: ObservedEndpoint, history: History
+) -> tuple[dict[str, str], list[str]]:
+    """Endpoint tags to set, and user tags to remove: only those an earlier pass applied, so
+    that tags other tools put on the endpoint are left alone."""
+    wanted = desired.endpoint.tags
+    to_set = {key: value for key, value in wanted.items() if endpoint.tags.get(key) != value}
+    to_remove = sorted(
+        key for key in history.applied_tags if key not in wanted and key in endpoint.tags
+    )
+    return to_set, to_remove
 
 
 def _prerequisites(observed: Observed) -> tuple[Action, ...]:

@@ -40,6 +40,7 @@ from qa_operator.plan import (
     State,
     plan_delete,
     plan_reconcile,
+    tag_delta,
 )
 from qa_operator.settings import OperatorSettings
 from qa_operator.spec import DeploymentSpec, SpecError, parse_spec
@@ -163,8 +164,21 @@ class Reconciler:
             config_exists=needs_prerequisites
             and sagemaker.endpoint_config_exists(desired.config.name),
         )
-        plan = plan_reconcile(desired, observed, _history(resource))
+        history = _history(resource)
+        plan = plan_reconcile(desired, observed, history)
         self._act(plan, desired, owner, sagemaker, region, outcome, resource.generation)
+        if Action.SYNC_TAGS in plan.actions and endpoint is not None:
+            to_set, to_remove = tag_delta(desired, endpoint, history)
+            sagemaker.set_tags(endpoint.arn, to_set)
+            sagemaker.remove_tags(endpoint.arn, to_remove)
+            outcome.events.append(
+                Event(
+                    "Normal",
+                    "UpdatedTags",
+                    f"endpoint tags set {sorted(to_set)}, removed {to_remove}",
+                )
+            )
+        outcome.status["appliedTags"] = sorted(spec.endpoint.tags)
         if any(a in plan.actions for a in (Action.CREATE_ENDPOINT, Action.UPDATE_ENDPOINT)):
             endpoint = sagemaker.describe_endpoint(name, owner) or endpoint
         self._record_endpoint(endpoint, outcome)
@@ -415,4 +429,5 @@ def _history(resource: Resource) -> History:
         attempted_generation=attempt.get("generation"),
         failed_config=failure.get("config"),
         failed_generation=failure.get("generation"),
+        applied_tags=tuple(resource.status.get("appliedTags") or ()),
     )

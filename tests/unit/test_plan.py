@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from qa_operator.desired import Artifacts, Owner, desired_state
+from qa_operator.desired import Artifacts, DesiredState, Owner, desired_state
 from qa_operator.plan import (
     TRANSITIONAL,
     Action,
@@ -18,6 +18,7 @@ from qa_operator.plan import (
     State,
     plan_delete,
     plan_reconcile,
+    tag_delta,
 )
 from qa_operator.spec import parse_spec
 
@@ -50,8 +51,14 @@ def endpoint(
         status=status,
         config_name=config,
         failure_reason=failure,
+        tags=dict(DESIRED.endpoint.tags),
         owned=owned,
     )
+
+
+def _desired_with_tags(tags: dict[str, str]) -> DesiredState:
+    endpoint_ = dataclasses.replace(DESIRED.endpoint, tags={**DESIRED.endpoint.tags, **tags})
+    return dataclasses.replace(DESIRED, endpoint=endpoint_)
 
 
 @dataclass(frozen=True)
@@ -418,3 +425,33 @@ def test_plan_delete(
         "never delete an endpoint this resource does not own"
     )
     assert not plan.settled
+
+
+def test_tag_delta_sets_changed_tags_and_removes_only_previously_applied_ones() -> None:
+    desired = _desired_with_tags({"team": "search", "new": "1"})
+    endpoint = ObservedEndpoint(
+        name="e",
+        arn="arn",
+        status="InService",
+        config_name=desired.config.name,
+        tags={**DESIRED.endpoint.tags, "team": "qa", "old": "x", "other-tool": "keep"},
+    )
+    history = History(generation=2, applied_tags=("team", "old"))
+    to_set, to_remove = tag_delta(desired, endpoint, history)
+    assert to_set == {"team": "search", "new": "1"}
+    assert to_remove == ["old"]
+    plan = plan_reconcile(desired, Observed(endpoint=endpoint), history)
+    assert Action.SYNC_TAGS in plan.actions
+
+
+def test_no_tag_action_when_tags_match() -> None:
+    desired = _desired_with_tags({"team": "qa"})
+    endpoint = ObservedEndpoint(
+        name="e",
+        arn="arn",
+        status="InService",
+        config_name=desired.config.name,
+        tags=dict(desired.endpoint.tags),
+    )
+    plan = plan_reconcile(desired, Observed(endpoint=endpoint), History(generation=1))
+    assert Action.SYNC_TAGS not in plan.actions

@@ -62,6 +62,18 @@ class SageMakerGateway:
             if not token:
                 return tags
 
+    def set_tags(self, arn: str, tags: Mapping[str, str]) -> None:
+        if tags:
+            self._call(
+                "AddTags", lambda: self._client.add_tags(ResourceArn=arn, Tags=_tag_list(tags))
+            )
+
+    def remove_tags(self, arn: str, keys: list[str]) -> None:
+        if keys:
+            self._call(
+                "DeleteTags", lambda: self._client.delete_tags(ResourceArn=arn, TagKeys=keys)
+            )
+
     def describe_endpoint(self, name: str, owner: Owner) -> ObservedEndpoint | None:
         found = self._maybe(
             "DescribeEndpoint", lambda: self._client.describe_endpoint(EndpointName=name)
