@@ -168,16 +168,7 @@ class Reconciler:
         plan = plan_reconcile(desired, observed, history)
         self._act(plan, desired, owner, sagemaker, region, outcome, resource.generation)
         if Action.SYNC_TAGS in plan.actions and endpoint is not None:
-            to_set, to_remove = tag_delta(desired, endpoint, history)
-            sagemaker.set_tags(endpoint.arn, to_set)
-            sagemaker.remove_tags(endpoint.arn, to_remove)
-            outcome.events.append(
-                Event(
-                    "Normal",
-                    "UpdatedTags",
-                    f"endpoint tags set {sorted(to_set)}, removed {to_remove}",
-                )
-            )
+            self._sync_tags(desired, endpoint, history, sagemaker, outcome)
         outcome.status["appliedTags"] = sorted(spec.endpoint.tags)
         if any(a in plan.actions for a in (Action.CREATE_ENDPOINT, Action.UPDATE_ENDPOINT)):
             endpoint = sagemaker.describe_endpoint(name, owner) or endpoint
@@ -283,6 +274,23 @@ class Reconciler:
                 note("DeletingEndpoint", plan.message)
             elif action is Action.DELETE_SUPERSEDED:
                 self._delete_superseded(desired, owner, sagemaker, region, outcome)
+
+    def _sync_tags(
+        self,
+        desired: DesiredState,
+        endpoint: ObservedEndpoint,
+        history: History,
+        sagemaker: SageMakerGateway,
+        outcome: Outcome,
+    ) -> None:
+        to_set, to_remove = tag_delta(desired, endpoint, history)
+        sagemaker.set_tags(endpoint.arn, to_set)
+        sagemaker.remove_tags(endpoint.arn, to_remove)
+        outcome.events.append(
+            Event(
+                "Normal", "UpdatedTags", f"endpoint tags set {sorted(to_set)}, removed {to_remove}"
+            )
+        )
 
     def _delete_superseded(
         self,
