@@ -7,6 +7,8 @@ specific SageMaker ValidationException rows come before the catch-all for that c
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
+from typing import TypeVar
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -126,3 +128,24 @@ def is_retryable_aws(exc: BaseException) -> bool | None:
     if not isinstance(exc, ClientError | BotoCoreError):
         return None
     return classify(exc) is ErrorClass.RETRYABLE
+
+
+T = TypeVar("T")
+
+
+def aws_call(operation: str, fn: Callable[[], T]) -> T:
+    """Run one SDK call; any failure comes back in the operator's terms."""
+    try:
+        return fn()
+    except (ClientError, BotoCoreError) as exc:
+        raise as_operator_error(exc, operation) from exc
+
+
+def aws_call_or_none(operation: str, fn: Callable[[], T]) -> T | None:
+    """Like aws_call, but not-found is a value (None), not an error."""
+    try:
+        return fn()
+    except (ClientError, BotoCoreError) as exc:
+        if classify(exc) is ErrorClass.NOT_FOUND:
+            return None
+        raise as_operator_error(exc, operation) from exc

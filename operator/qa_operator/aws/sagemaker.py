@@ -8,11 +8,17 @@ result was lost) and a conflict otherwise.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from qa_operator.aws.errors import ErrorClass, as_operator_error, classify
+from qa_operator.aws.errors import (
+    ErrorClass,
+    as_operator_error,
+    aws_call,
+    aws_call_or_none,
+    classify,
+)
 from qa_operator.desired import (
     DesiredEndpoint,
     DesiredEndpointConfig,
@@ -24,8 +30,6 @@ from qa_operator.desired import (
 from qa_operator.errors import TerminalError
 from qa_operator.plan import ObservedEndpoint
 
-T = TypeVar("T")
-
 
 def _tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
     return [{"Key": key, "Value": value} for key, value in sorted(tags.items())]
@@ -35,20 +39,6 @@ class SageMakerGateway:
     def __init__(self, client: Any) -> None:
         self._client = client
 
-    def _call(self, operation: str, fn: Callable[[], T]) -> T:
-        try:
-            return fn()
-        except (ClientError, BotoCoreError) as exc:
-            raise as_operator_error(exc, operation) from exc
-
-    def _maybe(self, operation: str, fn: Callable[[], T]) -> T | None:
-        try:
-            return fn()
-        except (ClientError, BotoCoreError) as exc:
-            if classify(exc) is ErrorClass.NOT_FOUND:
-                return None
-            raise as_operator_error(exc, operation) from exc
-
     def tags(self, arn: str) -> dict[str, str]:
         tags: dict[str, str] = {}
         token: str | None = None
@@ -56,7 +46,7 @@ class SageMakerGateway:
             kwargs: dict[str, Any] = {"ResourceArn": arn}
             if token:
                 kwargs["NextToken"] = token
-            page = self._call("ListTags", lambda kw=kwargs: self._client.list_tags(**kw))  # type: ignore[misc]
+            page = aws_call("ListTags", lambda kw=kwargs: self._client.list_tags(**kw))  # type: ignore[misc]
             tags.update({t["Key"]: t["Value"] for t in page.get("Tags", [])})
             token = page.get("NextToken")
             if not token:
@@ -64,18 +54,16 @@ class SageMakerGateway:
 
     def set_tags(self, arn: str, tags: Mapping[str, str]) -> None:
         if tags:
-            self._call(
+            aws_call(
                 "AddTags", lambda: self._client.add_tags(ResourceArn=arn, Tags=_tag_list(tags))
             )
 
     def remove_tags(self, arn: str, keys: list[str]) -> None:
         if keys:
-            self._call(
-                "DeleteTags", lambda: self._client.delete_tags(ResourceArn=arn, TagKeys=keys)
-            )
+            aws_call("DeleteTags", lambda: self._client.delete_tags(ResourceArn=arn, TagKeys=keys))
 
     def describe_endpoint(self, name: str, owner: Owner) -> ObservedEndpoint | None:
-        found = self._maybe(
+        found = aws_call_or_none(
             "DescribeEndpoint", lambda: self._client.describe_endpoint(EndpointName=name)
         )
         if found is None:
@@ -92,11 +80,13 @@ class SageMakerGateway:
         )
 
     def model_exists(self, name: str) -> bool:
-        found = self._maybe("DescribeModel", lambda: self._client.describe_model(ModelName=name))
+        found = aws_call_or_none(
+            "DescribeModel", lambda: self._client.describe_model(ModelName=name)
+        )
         return found is not None
 
     def endpoint_config_exists(self, name: str) -> bool:
-        found = self._maybe(
+        found = aws_call_or_none(
             "DescribeEndpointConfig",
             lambda: self._client.describe_endpoint_config(EndpointConfigName=name),
         )
@@ -159,7 +149,7 @@ class SageMakerGateway:
         except (ClientError, BotoCoreError) as exc:
             if classify(exc) is not ErrorClass.ALREADY_EXISTS:
                 raise as_operator_error(exc, operation) from exc
-            arn = self._call(operation, existing_arn)
+            arn = aws_call(operation, existing_arn)
             if not is_owned_by(self.tags(arn), owner):
                 raise TerminalError(
                     "NameConflict",
@@ -167,19 +157,19 @@ class SageMakerGateway:
                 ) from exc
 
     def update_endpoint(self, name: str, config_name: str) -> None:
-        self._call(
+        aws_call(
             "UpdateEndpoint",
             lambda: self._client.update_endpoint(EndpointName=name, EndpointConfigName=config_name),
         )
 
     def delete_endpoint(self, name: str) -> None:
-        self._maybe("DeleteEndpoint", lambda: self._client.delete_endpoint(EndpointName=name))
+        aws_call_or_none("DeleteEndpoint", lambda: self._client.delete_endpoint(EndpointName=name))
 
     def delete_model(self, name: str) -> None:
-        self._maybe("DeleteModel", lambda: self._client.delete_model(ModelName=name))
+        aws_call_or_none("DeleteModel", lambda: self._client.delete_model(ModelName=name))
 
     def delete_endpoint_config(self, name: str) -> None:
-        self._maybe(
+        aws_call_or_none(
             "DeleteEndpointConfig",
             lambda: self._client.delete_endpoint_config(EndpointConfigName=name),
         )
@@ -208,7 +198,7 @@ class SageMakerGateway:
             kwargs: dict[str, Any] = {"NameContains": name_contains, "MaxResults": 100}
             if token:
                 kwargs["NextToken"] = token
-            page = self._call(
+            page = aws_call(
                 operation,
                 lambda kw=kwargs: getattr(self._client, method)(**kw),  # type: ignore[misc]
             )
