@@ -49,13 +49,21 @@ class ModelPackager:
         self._root = work_dir / "packages"
         self._slots = threading.BoundedSemaphore(max_concurrent)
         self._s3_client = s3_client
+        self._key_locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def _lock_for(self, key: str) -> threading.Lock:
+        """Two resources with the same source package it once, not twice at the same time."""
+        with self._guard:
+            return self._key_locks.setdefault(key, threading.Lock())
 
     def prepare(self, spec: DeploymentSpec, region: str) -> PreparedPackage:
-        home = self._root / source_key(spec)
+        key = source_key(spec)
+        home = self._root / key
         cached = self._cached(home)
         if cached is not None:
             return cached
-        with self._slots:
+        with self._lock_for(key), self._slots:
             cached = self._cached(home)
             if cached is not None:
                 return cached
