@@ -1,5 +1,5 @@
 """End-to-end fixtures: the operator as users run it (`qa-operator run`), as a subprocess, with only
-the permissions manifests/rbac.yaml grants, against the real API server, moto and the registry."""
+the permissions manifests/10-rbac.yaml grants, against the real API server, moto and the registry."""
 
 from __future__ import annotations
 
@@ -31,9 +31,9 @@ def operator_kubeconfig(kube_cluster: Any) -> Path:
     kube_cluster.kubectl(
         "apply",
         "-f",
-        str(REPO / "manifests/namespace.yaml"),
+        str(REPO / "manifests/00-namespace.yaml"),
         "-f",
-        str(REPO / "manifests/rbac.yaml"),
+        str(REPO / "manifests/10-rbac.yaml"),
     )
     return kube_cluster.service_account_kubeconfig("qa-operator", "qa-operator")
 
