@@ -1,5 +1,5 @@
 """End-to-end fixtures: the operator as users run it (`qa-operator run`), as a subprocess, with only
-the permissions manifests/10-rbac.yaml grants, against the real API server, moto and the registry."""
+the permissions manifests/10-rbac.yaml grants, against the real API server, moto, the registry."""
 
 from __future__ import annotations
 
