@@ -3,7 +3,6 @@ the permissions manifests/10-rbac.yaml grants, against the real API server, moto
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from support.e2e import (
     SOURCE_BUCKET,
     Operator,
 )
+from support.processes import free_port, stop
 
 
 @pytest.fixture(scope="session")
@@ -100,9 +100,7 @@ def pytest_runtest_makereport(
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`mlflow server` with a SQLite store and proxied artifacts, on a free loopback port."""
     work = tmp_path_factory.mktemp("mlflow")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = open(work / "mlflow.log", "wb")  # noqa: SIM115 - open for the server's lifetime
     process = subprocess.Popen(
@@ -136,9 +134,5 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             time.sleep(0.5)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process, timeout=15)
         log.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,17 +15,12 @@ import requests
 
 import qa_operator
 from qa_operator.model.packaging import ModelPackage
+from support.processes import free_port, stop
 
 pytestmark = pytest.mark.e2e
 
 TEXT = "My name is Alex, I am 32 and live in Copenhagen."
 OPERATOR_SRC = str(Path(qa_operator.__file__).resolve().parents[1])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -68,12 +62,7 @@ def server(
             time.sleep(0.3)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, timeout=20)
 
 
 def invoke(server: str, body: Any, content_type: str = "application/json") -> requests.Response:

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
+from support.processes import stop
+
 REPO = Path(__file__).resolve().parents[2]
 GROUP, VERSION, PLURAL = "serving.qaoperator.io", "v1alpha1", "qamodeldeployments"
 ROLE_ARN = "arn:aws:iam::123456789012:role/SageMakerExecution"
@@ -30,13 +32,7 @@ class OperatorProcess:
     log_path: Path
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop(self.process, timeout=20, sig=signal.SIGINT)
 
     def kill(self) -> None:
         """SIGKILL: no chance to write status or clean up, as when a node dies."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,6 +17,8 @@ from pathlib import Path
 
 import pytest
 import requests
+
+from support.processes import free_port, stop
 
 BINARY = "/usr/bin/docker-registry"
 START_TIMEOUT_S = 30.0
@@ -46,12 +47,6 @@ def bcrypt_hash(password: str) -> str:
     import bcrypt
 
     return bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _config(port: int, storage: Path, htpasswd: Path | None) -> str:
@@ -93,7 +88,7 @@ def start_registry(workdir: Path, *, username: str | None = None) -> Registry:
     log_path = workdir / "registry.log"
     last_error = ""
     for _attempt in range(3):  # the free port may be taken between probe and bind
-        port = _free_port()
+        port = free_port()
         config = workdir / "config.yml"
         config.write_text(_config(port, storage, htpasswd))
         log = log_path.open("ab")
@@ -126,13 +121,8 @@ def start_registry(workdir: Path, *, username: str | None = None) -> Registry:
 
 
 def stop_registry(registry: Registry) -> None:
-    if registry.process is not None and registry.process.poll() is None:
-        registry.process.terminate()
-        try:
-            registry.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            registry.process.kill()
-            registry.process.wait(timeout=10)
+    if registry.process is not None:
+        stop(registry.process)
 
 
 @pytest.fixture(scope="session")

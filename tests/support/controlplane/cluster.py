@@ -13,7 +13,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import ssl
 import subprocess
 import time
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from ..processes import free_port, stop
 from .build import Binaries, locate
 from .pki import CertificateAuthority, KeyPair, service_account_signing_key, write_kubeconfig
 
@@ -46,12 +46,6 @@ class ControlPlaneError(RuntimeError):
 class KubectlError(subprocess.CalledProcessError):
     def __str__(self) -> str:
         return f"{super().__str__()}\nstdout:\n{self.stdout}\nstderr:\n{self.stderr}"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def log_tail(path: Path, lines: int = 30) -> str:
@@ -184,17 +178,6 @@ def _dying_with_us(command: list[str]) -> list[str]:
     return [setpriv, "--pdeathsig", "KILL", "--", *command] if setpriv else command
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def _ready(server: str, context: ssl.SSLContext) -> bool:
     # /readyz is open to unauthenticated callers (system:public-info-viewer).
     try:
@@ -310,7 +293,7 @@ def local_control_plane(work_dir: Path, binaries: Binaries | None = None) -> Ite
         )
     finally:
         for process in reversed(processes):  # API server first, then its storage
-            _stop(process)
+            stop(process, timeout=STOP_TIMEOUT_S)
 
 
 def existing_cluster(kubeconfig: Path, work_dir: Path, kubectl_path: Path) -> Cluster:
