@@ -7,7 +7,10 @@ layers; random weights, nothing downloaded):
 
 * row_loop: the post's predict, reimplemented for comparison: one row at a time, autograd on,
   start and end argmax-ed independently (end may precede start), texts truncated at 512 tokens;
-* fp32: ours (QAEngine): overlapping windows, padding-aware length batches, inference mode;
+* fp32: ours (QAEngine): overlapping windows, padding-aware length batches, inference mode,
+  Linear layers on oneDNN with packed weights (model/kernels.py);
+* fp32_stock_linear: the same with PyTorch's stock Linear kernels, to show what the batching and
+  what the kernels each bring;
 * int8: ours with dynamic int8 quantization of the Linear layers.
 
 The last line of output is one JSON object: {"<size>": {"model", "rows_per_s",
@@ -17,6 +20,7 @@ The last line of output is one JSON object: {"<size>": {"model", "rows_per_s",
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -34,7 +38,7 @@ from qa_operator.model.config import InferenceConfig
 from qa_operator.model.inference import QAEngine, prepare_model
 from qa_operator.model.tiny import WORDS, build_tiny_qa_model
 
-SIZES: dict[str, dict[str, int]] = {
+SIZES: dict[str, dict[str, Any]] = {
     "tiny": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64},
     "bert-base": {"hidden_size": 768, "num_layers": 12, "num_heads": 12, "intermediate_size": 3072},
 }
@@ -107,18 +111,20 @@ def bench_size(
     # The row loop reads each text in one 512-token window; ours uses the same window so that
     # both do the same work (at 384 ours would split the longer texts into two windows).
     config = InferenceConfig(batch_size=batch_size, max_seq_length=max_seq_length)
-    fp32 = QAEngine(tokenizer, prepare_model(model, "none"), config)
+    fp32 = QAEngine(tokenizer, prepare_model(copy.deepcopy(model), "none"), config)
+    fp32_stock = QAEngine(tokenizer, prepare_model(model, "none", onednn=False), config)
     int8 = QAEngine(tokenizer, prepare_model(model, "dynamic-int8"), config)
     warm_q, warm_t = questions[:2], texts[:2]
     row_loop(tokenizer, model, warm_q, warm_t)
-    fp32.answer(warm_q, warm_t)
-    int8.answer(warm_q, warm_t)
+    for engine in (fp32, fp32_stock, int8):
+        engine.answer(warm_q, warm_t)
 
     invalid: list[int] = []
     seconds = timed_interleaved(
         {
             "row_loop": lambda: invalid.append(row_loop(tokenizer, model, questions, texts)),
             "fp32": lambda: fp32.answer(questions, texts),
+            "fp32_stock_linear": lambda: fp32_stock.answer(questions, texts),
             "int8": lambda: int8.answer(questions, texts),
         },
         repeats,
@@ -142,7 +148,7 @@ def bench_size(
         },
         "rows_per_s": rows_per_s,
         "speedup_vs_row_loop": {
-            k: round(seconds["row_loop"] / seconds[k], 2) for k in ("fp32", "int8")
+            k: round(seconds["row_loop"] / seconds[k], 2) for k in seconds if k != "row_loop"
         },
         "row_loop_end_before_start": invalid[0],
     }

@@ -19,6 +19,7 @@ from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
 from qa_operator.model.batching import length_batches
 from qa_operator.model.config import InferenceConfig
+from qa_operator.model.kernels import use_onednn_linears
 from qa_operator.model.spans import NO_SPAN, Span, Window, best_span
 
 
@@ -40,13 +41,16 @@ def load_engine(model_dir: Path, tokenizer_dir: Path, config: InferenceConfig) -
     return QAEngine(tokenizer, prepare_model(model, config.quantize), config)
 
 
-def prepare_model(model: Any, quantize: str) -> Any:
-    """Put the model in eval mode; with "dynamic-int8", quantize its Linear layers to int8."""
+def prepare_model(model: Any, quantize: str, *, onednn: bool = True) -> Any:
+    """Put the model in eval mode; with "dynamic-int8", quantize its Linear layers to int8,
+    otherwise (fp32) move them onto oneDNN kernels in place unless `onednn` is False."""
     model.eval()
     if quantize == "dynamic-int8":
         from torch.ao.quantization import quantize_dynamic
 
         model = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    elif onednn:
+        use_onednn_linears(model)
     return model
 
 

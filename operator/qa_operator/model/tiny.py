@@ -34,9 +34,11 @@ def build_tiny_qa_model(
     num_layers: int = 2,
     num_heads: int = 2,
     intermediate_size: int = 64,
+    hidden_act: str = "gelu",
 ) -> tuple[Any, Any]:
     """(fast tokenizer, BertForQuestionAnswering in eval mode) with random weights from `seed`.
-    Larger sizes give a model of real-world shape (768/12/12/3072 is bert-base) for benchmarks."""
+    Larger sizes give a model of real-world shape (768/12/12/3072 is bert-base) for benchmarks;
+    `hidden_act` is the feed-forward activation (a transformers ACT2FN name)."""
     import torch
     from transformers import (  # type: ignore[attr-defined]
         BertConfig,
@@ -53,6 +55,7 @@ def build_tiny_qa_model(
         num_hidden_layers=num_layers,
         num_attention_heads=num_heads,
         intermediate_size=intermediate_size,
+        hidden_act=hidden_act,
         max_position_embeddings=512,
         pad_token_id=vocab["[PAD]"],
     )
@@ -62,7 +65,7 @@ def build_tiny_qa_model(
     return tokenizer, model
 
 
-def make_tiny_qa_model_dir(path: Path, seed: int = 0, **sizes: int) -> Path:
+def make_tiny_qa_model_dir(path: Path, seed: int = 0, **sizes: Any) -> Path:
     """Write a tiny BertForQuestionAnswering (random weights from `seed`; same seed, same bytes)
     and its fast tokenizer into `path`, one directory as a HuggingFace snapshot has; return it.
     `sizes` are build_tiny_qa_model's keyword arguments."""
