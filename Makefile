@@ -43,6 +43,7 @@ demo: setup
 
 bench: setup
 	$(PY) bench/qa_throughput.py
+	$(PY) bench/linear_kernels.py
 	$(PY) bench/image_push.py
 
 lock:

@@ -14,7 +14,8 @@ layers; random weights, nothing downloaded):
 * int8: ours with dynamic int8 quantization of the Linear layers.
 
 The last line of output is one JSON object: {"<size>": {"model", "rows_per_s",
-"speedup_vs_row_loop", ...}, ...}. Timings depend on the machine and its load; see docs/model.md.
+"speedup_vs_row_loop", ...}, ...}: rows_per_s from each method's best round, speedups as the
+median of per-round ratios. Timings depend on the machine and its load; see docs/model.md.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import json
 import os
 import platform
 import random
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -84,16 +86,22 @@ def row_loop(tokenizer: Any, model: Any, questions: list[str], texts: list[str])
     return invalid
 
 
-def timed_interleaved(runs: dict[str, Any], repeats: int) -> dict[str, float]:
-    """Best wall time of each run over `repeats` rounds; every round runs each method once, so
-    load from other processes on a shared machine falls on all methods alike."""
-    best = dict.fromkeys(runs, float("inf"))
+def timed_interleaved(runs: dict[str, Any], repeats: int) -> dict[str, list[float]]:
+    """Wall times of each run in each of `repeats` rounds; every round runs each method once,
+    so load from other processes on a shared machine falls on all methods alike."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, fn in runs.items():
             started = time.perf_counter()
             fn()
-            best[name] = min(best[name], time.perf_counter() - started)
-    return best
+            times[name].append(time.perf_counter() - started)
+    return times
+
+
+def paired_speedup(baseline: list[float], method: list[float]) -> float:
+    """Median over rounds of baseline time / method time within the same round: a round slowed
+    by other load slows both, so pairing cancels most of it."""
+    return statistics.median(b / m for b, m in zip(baseline, method, strict=True))
 
 
 def bench_size(
@@ -129,7 +137,7 @@ def bench_size(
         },
         repeats,
     )
-    rows_per_s = {k: round(rows / v, 2) for k, v in seconds.items()}
+    rows_per_s = {k: round(rows / min(v), 2) for k, v in seconds.items()}
     return {
         "model": {
             "name": name,
@@ -148,7 +156,9 @@ def bench_size(
         },
         "rows_per_s": rows_per_s,
         "speedup_vs_row_loop": {
-            k: round(seconds["row_loop"] / seconds[k], 2) for k in seconds if k != "row_loop"
+            k: round(paired_speedup(seconds["row_loop"], v), 2)
+            for k, v in seconds.items()
+            if k != "row_loop"
         },
         "row_loop_end_before_start": invalid[0],
     }
@@ -159,7 +169,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="few rows, one repeat (smoke test)")
     parser.add_argument("--rows-tiny", type=int, default=256)
     parser.add_argument("--rows-base", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's)"

@@ -51,7 +51,7 @@ def test_every_linear_moves_to_onednn_and_logits_agree(hidden_act: str, fused: P
     model = copy.deepcopy(stock)
     linears = linear_count(stock, nn.Linear)
 
-    assert use_onednn_linears(model) == linears
+    assert use_onednn_linears(model, min_weights=0) == linears
     assert linear_count(model, nn.Linear) == 0
     assert linear_count(model, OneDnnLinear) == linears
     torch.testing.assert_close(logits(model, tokenizer), logits(stock, tokenizer))
@@ -64,7 +64,7 @@ def test_an_activation_onednn_lacks_is_left_unfused_and_exact() -> None:
     tokenizer, stock = build_tiny_qa_model(3, hidden_act="silu")
     model = copy.deepcopy(stock)
 
-    use_onednn_linears(model)
+    use_onednn_linears(model, min_weights=0)
 
     intermediate = model.bert.encoder.layer[0].intermediate
     assert intermediate.dense.post_op == kernels.NO_POST_OP
@@ -72,8 +72,23 @@ def test_an_activation_onednn_lacks_is_left_unfused_and_exact() -> None:
     torch.testing.assert_close(logits(model, tokenizer), logits(stock, tokenizer))
 
 
+def test_small_layers_stay_on_the_stock_kernel() -> None:
+    # hidden 128: attention 128 x 128 and the 128 x 2 QA head are small; the feed-forward
+    # 128 x 512 pair is the smallest size converted.
+    _, model = build_tiny_qa_model(5, hidden_size=128, num_heads=2, intermediate_size=512)
+
+    converted = use_onednn_linears(model)
+
+    layer = model.bert.encoder.layer[0]
+    assert isinstance(layer.intermediate.dense, OneDnnLinear)
+    assert isinstance(layer.output.dense, OneDnnLinear)
+    assert isinstance(layer.attention.self.query, nn.Linear)
+    assert isinstance(model.qa_outputs, nn.Linear)
+    assert converted == 2 * len(model.bert.encoder.layer)
+
+
 def test_the_engine_gives_the_same_answers_on_either_kernel() -> None:
-    tokenizer, stock = build_tiny_qa_model(5)
+    tokenizer, stock = build_tiny_qa_model(5, hidden_size=128, num_heads=2, intermediate_size=512)
     config = InferenceConfig(batch_size=2)
     onednn = QAEngine(tokenizer, prepare_model(copy.deepcopy(stock), "none"), config)
     plain = QAEngine(tokenizer, prepare_model(stock, "none", onednn=False), config)
@@ -98,7 +113,7 @@ def test_without_onednn_the_model_is_left_as_it_was(monkeypatch: pytest.MonkeyPa
     _, model = build_tiny_qa_model(5)
     linears = linear_count(model, nn.Linear)
 
-    assert use_onednn_linears(model) == 0
+    assert use_onednn_linears(model, min_weights=0) == 0
     assert linear_count(model, nn.Linear) == linears
 
 

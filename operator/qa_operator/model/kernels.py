@@ -32,6 +32,10 @@ class PostOp:
 
 
 NO_POST_OP = PostOp("none", "")
+# oneDNN costs about 10 us more per call than MKL; below ~128 x 512 weights (the measured
+# break-even, bench/linear_kernels.py small_layers) that outweighs its faster product, so small
+# layers such as the 768 x 2 QA head stay stock.
+MIN_WEIGHTS = 65_536
 # The activations a BERT-family feed-forward block uses: exact (erf) GELU, tanh GELU, ReLU.
 ACTIVATION_POST_OPS = (PostOp("gelu", "none"), PostOp("gelu", "tanh"), PostOp("relu", ""))
 
@@ -67,19 +71,19 @@ def onednn_available() -> bool:
     )
 
 
-def use_onednn_linears(model: nn.Module) -> int:
-    """Replace the model's `nn.Linear` layers in place with checked `OneDnnLinear` layers, fusing
-    a BERT-style feed-forward activation (`dense` then `intermediate_act_fn`) where oneDNN has
-    it. Returns how many layers were converted."""
+def use_onednn_linears(model: nn.Module, min_weights: int = MIN_WEIGHTS) -> int:
+    """Replace the model's `nn.Linear` layers of at least `min_weights` weights in place with
+    checked `OneDnnLinear` layers, fusing a BERT-style feed-forward activation (`dense` then
+    `intermediate_act_fn`) where oneDNN has it. Returns how many layers were converted."""
     if not onednn_available():
         log.info("torch has no oneDNN; Linear layers stay on the stock kernels")
         return 0
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     converted = 0
     for parent in list(model.modules()):
-        converted += _fuse_feed_forward(parent)
+        converted += _fuse_feed_forward(parent, min_weights)
         for name, child in list(parent.named_children()):
-            if isinstance(child, nn.Linear):
+            if isinstance(child, nn.Linear) and child.weight.numel() >= min_weights:
                 replacement = _checked(child, NO_POST_OP, child)
                 if replacement is not None:
                     setattr(parent, name, replacement)
@@ -88,10 +92,12 @@ def use_onednn_linears(model: nn.Module) -> int:
     return converted
 
 
-def _fuse_feed_forward(module: nn.Module) -> int:
+def _fuse_feed_forward(module: nn.Module, min_weights: int) -> int:
     dense = getattr(module, "dense", None)
     activation = getattr(module, "intermediate_act_fn", None)
     if not isinstance(dense, nn.Linear) or not callable(activation):
+        return 0
+    if dense.weight.numel() < min_weights:
         return 0
     for post_op in ACTIVATION_POST_OPS:
         fused = _checked(dense, post_op, lambda x: activation(dense(x)))
