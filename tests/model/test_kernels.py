@@ -1,8 +1,10 @@
-"""oneDNN Linear layers: same outputs as the stock layers, activations fused only where exact."""
+"""oneDNN Linear layers: same outputs as the stock layers, activations fused only where exact;
+and where a loaded model runs."""
 
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,9 +12,9 @@ from torch import nn
 
 from qa_operator.model import kernels
 from qa_operator.model.config import InferenceConfig
-from qa_operator.model.inference import QAEngine, prepare_model
+from qa_operator.model.inference import QAEngine, inference_device, load_engine, prepare_model
 from qa_operator.model.kernels import OneDnnLinear, PostOp, use_onednn_linears
-from qa_operator.model.tiny import build_tiny_qa_model
+from qa_operator.model.tiny import build_tiny_qa_model, make_tiny_qa_model_dir
 
 pytestmark = pytest.mark.skipif(
     not kernels.onednn_available(), reason="this torch build has no oneDNN"
@@ -126,3 +128,30 @@ def test_a_layer_that_does_not_reproduce_its_reference_is_not_swapped_in() -> No
         kernels._checked(linear, PostOp("gelu", "tanh"), lambda x: nn.functional.gelu(linear(x)))
         is None
     )
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the model runs on CUDA")
+def test_a_loaded_engine_runs_on_cpu_with_onednn_layers(tmp_path: Path) -> None:
+    model_dir = make_tiny_qa_model_dir(
+        tmp_path / "model", 5, hidden_size=128, num_heads=2, intermediate_size=512
+    )
+
+    engine = load_engine(model_dir, model_dir, InferenceConfig())
+
+    assert engine.device == torch.device("cpu")
+    assert linear_count(engine.model, OneDnnLinear) == 2 * engine.model.config.num_hidden_layers
+    [answer] = engine.answer(QUESTIONS[:1], TEXTS[:1])
+    assert answer.answer == TEXTS[0][answer.start : answer.end]
+
+
+@pytest.mark.parametrize(
+    ("quantize", "cuda_available", "device"),
+    [
+        ("none", True, "cuda"),
+        ("none", False, "cpu"),
+        ("dynamic-int8", True, "cpu"),  # PyTorch's dynamic int8 kernels are CPU-only
+        ("dynamic-int8", False, "cpu"),
+    ],
+)
+def test_inference_device(quantize: str, cuda_available: bool, device: str) -> None:
+    assert inference_device(quantize, cuda_available) == device

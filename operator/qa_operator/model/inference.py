@@ -8,6 +8,7 @@ run under `torch.inference_mode()`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ from qa_operator.model.batching import length_batches
 from qa_operator.model.config import InferenceConfig
 from qa_operator.model.kernels import use_onednn_linears
 from qa_operator.model.spans import NO_SPAN, Span, Window, best_span
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,17 @@ def load_engine(model_dir: Path, tokenizer_dir: Path, config: InferenceConfig) -
         torch.set_num_threads(config.num_threads)
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     model = AutoModelForQuestionAnswering.from_pretrained(str(model_dir))
-    return QAEngine(tokenizer, prepare_model(model, config.quantize), config)
+    device = inference_device(config.quantize, torch.cuda.is_available())
+    log.info("QA model runs on %s (quantize: %s)", device, config.quantize)
+    model.to(device)
+    model = prepare_model(model, config.quantize, onednn=device == "cpu")
+    return QAEngine(tokenizer, model, config)
+
+
+def inference_device(quantize: str, cuda_available: bool) -> str:
+    """A CUDA GPU when torch sees one (the serving image's CUDA variant on a GPU instance),
+    except with dynamic int8, which PyTorch runs on CPU only."""
+    return "cuda" if cuda_available and quantize != "dynamic-int8" else "cpu"
 
 
 def prepare_model(model: Any, quantize: str, *, onednn: bool = True) -> Any:
@@ -63,6 +76,8 @@ class QAEngine:
         self.tokenizer = tokenizer
         self.model = model
         self.config = config
+        first_parameter = next(iter(model.parameters()), None)
+        self.device = first_parameter.device if first_parameter is not None else "cpu"
 
     def answer(
         self,
@@ -94,10 +109,10 @@ class QAEngine:
         with torch.inference_mode():
             for batch_ids in length_batches(lengths, cfg.batch_size):
                 features = [{k: encoded[k][i] for k in keys} for i in batch_ids]
-                batch = self.tokenizer.pad(features, return_tensors="pt")
+                batch = self.tokenizer.pad(features, return_tensors="pt").to(self.device)
                 output = self.model(**batch)
-                start_logits = output.start_logits.float().numpy()
-                end_logits = output.end_logits.float().numpy()
+                start_logits = output.start_logits.float().cpu().numpy()
+                end_logits = output.end_logits.float().cpu().numpy()
                 for row, i in enumerate(batch_ids):
                     starts[i] = start_logits[row, : lengths[i]]
                     ends[i] = end_logits[row, : lengths[i]]
