@@ -222,6 +222,63 @@ def test_scaling_deletes_the_superseded_config_once_in_service(harness: Harness,
     assert "DeletedSuperseded" in harness.events
 
 
+def _cleanup_lookups(aws: Any) -> tuple[int, int, int]:
+    return (
+        aws.calls("sagemaker", "ListModels"),
+        aws.calls("sagemaker", "ListEndpointConfigs"),
+        aws.calls("s3", "ListObjectsV2"),
+    )
+
+
+def test_superseded_resources_are_looked_for_once_per_change_not_on_every_resync(
+    harness: Harness, aws: Any
+) -> None:
+    harness.converge()
+    first_config = harness.status["endpointConfigName"]
+    assert harness.status["supersededDeletedFor"] == first_config
+    before = _cleanup_lookups(aws)
+
+    harness.reconcile()
+    harness.reconcile()
+
+    assert _cleanup_lookups(aws) == before
+    assert harness.status["phase"] == "Ready"
+
+    harness.change(endpoint={"instanceType": "ml.m5.large", "instanceCount": 2})
+    harness.converge()
+
+    new_config = harness.status["endpointConfigName"]
+    assert harness.status["supersededDeletedFor"] == new_config != first_config
+    assert all(after > was for after, was in zip(_cleanup_lookups(aws), before, strict=True))
+    sm = aws.client("sagemaker")
+    configs = [c["EndpointConfigName"] for c in sm.list_endpoint_configs()["EndpointConfigs"]]
+    assert configs == [new_config]
+
+
+def test_reverting_after_a_rolled_back_update_deletes_the_failed_config(
+    harness: Harness, aws: Any
+) -> None:
+    harness.converge()
+    working = harness.status["endpointConfigName"]
+    aws.fail_next_endpoint_update(ENDPOINT, "The primary container failed ping health checks")
+    harness.change(endpoint={"instanceType": "ml.m5.large", "instanceCount": 2})
+    harness.converge()
+    assert harness.status["phase"] == "Degraded", harness.status
+    assert harness.condition("Degraded")["reason"] == "UpdateRolledBack"
+    failed = harness.status["endpointConfigName"]
+    assert "supersededDeletedFor" not in harness.status
+
+    harness.change(endpoint={"instanceType": "ml.m5.large"})
+    harness.converge()
+
+    assert harness.status["phase"] == "Ready", harness.status
+    assert harness.status["endpointConfigName"] == working
+    sm = aws.client("sagemaker")
+    configs = [c["EndpointConfigName"] for c in sm.list_endpoint_configs()["EndpointConfigs"]]
+    assert configs == [working]
+    assert failed not in configs
+
+
 def test_a_serving_image_given_by_ecr_tag_is_pinned_by_digest(harness: Harness, aws: Any) -> None:
     ecr = aws.client("ecr")
     ecr.create_repository(repositoryName="qa-serving")

@@ -68,6 +68,9 @@ class History:
     failed_config: str | None = None
     failed_generation: int | None = None
     applied_tags: tuple[str, ...] = ()  # user tag keys an earlier pass put on the endpoint
+    # The config for which superseded configs, models and packages were last deleted; cleared
+    # whenever a pass creates or uploads something, so one clean-up follows each change.
+    superseded_deleted_for: str | None = None
 
     def blocks(self, config_name: str) -> bool:
         """This config failed at the current generation: wait for a new spec."""
@@ -141,7 +144,7 @@ def plan_reconcile(desired: DesiredState, observed: Observed, history: History) 
             State.READY,
             "EndpointInService",
             f"endpoint {endpoint.name} is InService on config {config_name}",
-            (Action.DELETE_SUPERSEDED,)
+            ((Action.DELETE_SUPERSEDED,) if history.superseded_deleted_for != config_name else ())
             + ((Action.SYNC_TAGS,) if any(tag_delta(desired, endpoint, history)) else ()),
         )
     rolled_back = (

@@ -224,6 +224,7 @@ class Reconciler:
             key_name = package_key(self.settings.bucket_prefix, resource.owner, prepared.digest)
             store = PackageStore(self._aws("s3", region))
             if store.upload(prepared.archive, bucket, key_name, prepared.digest):
+                outcome.status["supersededDeletedFor"] = None
                 outcome.events.append(
                     Event("Normal", "UploadedPackage", f"uploaded s3://{bucket}/{key_name}")
                 )
@@ -255,6 +256,8 @@ class Reconciler:
             outcome.events.append(Event("Normal", reason, message))
 
         for action in plan.actions:
+            if action in (Action.CREATE_MODEL, Action.CREATE_ENDPOINT_CONFIG):
+                outcome.status["supersededDeletedFor"] = None
             if action is Action.CREATE_MODEL:
                 sagemaker.create_model(desired.model, owner)
                 note("CreatedModel", f"created SageMaker model {desired.model.name}")
@@ -274,6 +277,7 @@ class Reconciler:
                 note("DeletingEndpoint", plan.message)
             elif action is Action.DELETE_SUPERSEDED:
                 self._delete_superseded(desired, owner, sagemaker, region, outcome)
+                outcome.status["supersededDeletedFor"] = desired.config.name
 
     def _sync_tags(
         self,
@@ -438,4 +442,5 @@ def _history(resource: Resource) -> History:
         failed_config=failure.get("config"),
         failed_generation=failure.get("generation"),
         applied_tags=tuple(resource.status.get("appliedTags") or ()),
+        superseded_deleted_for=resource.status.get("supersededDeletedFor"),
     )

@@ -127,6 +127,19 @@ RECONCILE_ROWS: dict[str, Row] = {
         "EndpointInService",
         (Action.DELETE_SUPERSEDED,),
     ),
+    "in-service-on-desired-already-cleaned-up": Row(
+        seen(endpoint("InService")),
+        dataclasses.replace(GEN3, superseded_deleted_for=WANT),
+        State.READY,
+        "EndpointInService",
+    ),
+    "in-service-on-desired-cleaned-up-for-another-config": Row(
+        seen(endpoint("InService")),
+        dataclasses.replace(GEN3, superseded_deleted_for=OLD),
+        State.READY,
+        "EndpointInService",
+        (Action.DELETE_SUPERSEDED,),
+    ),
     "in-service-on-desired-after-a-rollback": Row(
         # The user reverted to a config that works; the stale FailureReason does not matter.
         seen(endpoint("InService", WANT, "old trouble")),
