@@ -32,6 +32,8 @@ def test_requeues_are_logged_by_what_they_mean(message: str, level: int) -> None
     record = logging.LogRecord("kopf.objects", logging.ERROR, __file__, 1, message, None, None)
     assert RequeueLogLevels().filter(record)
     assert (record.levelno, record.levelname) == (level, logging.getLevelName(level))
+    # Transient retries are logged but not posted as Events (the reconciler posts one per streak).
+    assert getattr(record, "k8s_skip", False) == ("transient: " in message)
 
 
 def test_waiting_is_silent_unless_debug_logging_is_on() -> None:

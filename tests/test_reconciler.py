@@ -222,6 +222,29 @@ def test_scaling_deletes_the_superseded_config_once_in_service(harness: Harness,
     assert "DeletedSuperseded" in harness.events
 
 
+def test_a_streak_of_transient_errors_posts_one_warning(harness: Harness, aws: Any) -> None:
+    harness.converge()
+    aws.inject_fault("sagemaker", "DescribeEndpoint", "throttle")
+    try:
+        outcomes = [harness.reconcile() for _ in range(3)]
+    finally:
+        aws.clear_faults()
+    outcomes.append(harness.reconcile())
+
+    assert [o.transient_error for o in outcomes] == [True, True, True, False]
+    throttled = [r for r in harness.events if r.startswith("AwsThrottl")]
+    assert len(throttled) == 1, harness.events
+    assert harness.condition("Progressing")["status"] == "False"
+
+    # Trouble that starts again after a clean pass is a new streak.
+    aws.inject_fault("sagemaker", "DescribeEndpoint", "throttle")
+    try:
+        harness.reconcile()
+    finally:
+        aws.clear_faults()
+    assert len([r for r in harness.events if r.startswith("AwsThrottl")]) == 2
+
+
 def _cleanup_lookups(aws: Any) -> tuple[int, int, int]:
     return (
         aws.calls("sagemaker", "ListModels"),

@@ -23,7 +23,8 @@ WAITING, TRANSIENT = "waiting: ", "transient: "
 
 class RequeueLogLevels(logging.Filter):
     """kopf logs every TemporaryError at ERROR (and posts it as an Event). Waiting on SageMaker is
-    normal: DEBUG. A transient AWS or registry error is worth a WARNING, not an ERROR."""
+    normal: DEBUG. A transient AWS or registry error is worth a WARNING in the log, not an ERROR,
+    and no Event per retry: the reconciler posts one when such trouble starts."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
@@ -33,6 +34,7 @@ class RequeueLogLevels(logging.Filter):
                 return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
             elif TRANSIENT in text:
                 record.levelno, record.levelname = logging.WARNING, "WARNING"
+                record.k8s_skip = True  # kopf's K8sPoster leaves such records unposted
         return True
 
 

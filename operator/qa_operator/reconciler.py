@@ -132,6 +132,8 @@ class Reconciler:
         except RetryableError as exc:
             outcome.requeue_after = self.backoff(attempt)
             outcome.transient_error = True
+            if not _already_retrying(resource, exc.reason):
+                outcome.events.append(Event("Warning", exc.reason, exc.message))
             return self._finish(resource, outcome, conditions.retrying(exc.reason, exc.message))
         verdict = conditions.verdict_for(plan.state, plan.reason, plan.message)
         if not plan.settled:
@@ -426,6 +428,16 @@ class Reconciler:
             outcome.status["phase"] = verdict.phase
         outcome.message = "; ".join(f"{c.type}={c.status} ({c.reason})" for c in verdict.conditions)
         return outcome
+
+
+def _already_retrying(resource: Resource, reason: str) -> bool:
+    """The status already reports this transient trouble: one Warning event per streak."""
+    return any(
+        c.get("type") == conditions.PROGRESSING
+        and c.get("status") == "True"
+        and c.get("reason") == reason
+        for c in resource.status.get("conditions") or ()
+    )
 
 
 def _attempt(desired: DesiredState, generation: int) -> dict[str, Any]:

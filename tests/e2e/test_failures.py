@@ -109,6 +109,36 @@ def test_throttling_and_server_errors_still_converge(
     }
 
 
+def test_a_streak_of_throttling_is_one_warning_event_not_one_per_retry(
+    kube_cluster: Any, aws: Any, namespace: str, operator: Any, s3_model_uri: str
+) -> None:
+    aws.inject_fault("sagemaker", "CreateModel", "throttle")
+    process = operator.start()
+    apply(kube_cluster, namespace, deployment("throttled", s3_model_uri))
+    retried = "failed temporarily: transient: Progressing=True (AwsThrottlingException)"
+    try:
+        wait_for(
+            "three retries after throttling",
+            lambda: process.log(lines=10_000).count(retried) >= 3,
+            timeout=180,
+            operator=operator,
+        )
+    finally:
+        aws.clear_faults()
+    wait_ready(kube_cluster, namespace, "throttled", operator)
+
+    events = kube_cluster.kubectl(
+        "get", "events", "-n", namespace, "--field-selector", "involvedObject.name=throttled",
+        "-o", "jsonpath={range .items[*]}{.reason}{'|'}{.message}{'\\n'}{end}",
+    ).stdout.splitlines()  # fmt: skip
+    throttled = [e for e in events if e.startswith("AwsThrottlingException|")]
+    # One per streak; a resync pass that reads the status just before the retry's own patch
+    # lands can add a second. Never one per retry.
+    assert 1 <= len(throttled) <= 2, events
+    assert throttled[0] == "AwsThrottlingException|CreateModel: ThrottlingException: Rate exceeded"
+    assert not [e for e in events if "failed temporarily" in e], events
+
+
 def test_operator_killed_mid_create_makes_exactly_one_of_each(
     kube_cluster: Any, aws: Any, namespace: str, operator: Any, s3_model_uri: str
 ) -> None:
