@@ -24,11 +24,14 @@ OPERATOR_SRC = str(Path(qa_operator.__file__).resolve().parents[1])
 
 
 @pytest.fixture(scope="module")
-def server(
-    tiny_qa_package: ModelPackage, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+def server_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("serving") / "server.log"
+
+
+@pytest.fixture(scope="module")
+def server(tiny_qa_package: ModelPackage, server_log: Path) -> Iterator[str]:
     port = free_port()
-    log_path = tmp_path_factory.mktemp("serving") / "server.log"
+    log_path = server_log
     env = {**os.environ, "PYTHONPATH": OPERATOR_SRC}
     command = [
         sys.executable,
@@ -84,6 +87,13 @@ def predictions(response: requests.Response) -> list[dict[str, Any]]:
 
 def test_ping(server: str) -> None:
     assert requests.get(f"{server}/ping", timeout=10).status_code == 200
+
+
+def test_the_server_log_says_where_the_model_runs(server: str, server_log: Path) -> None:
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    assert f"QA model runs on {device} (quantize: none)" in server_log.read_text()
 
 
 def test_all_request_formats_give_the_same_answers(server: str) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import logging
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -242,6 +243,10 @@ def main(argv: list[str] | None = None) -> None:
         "--port", type=int, default=int(os.environ.get("SAGEMAKER_BIND_TO_PORT", DEFAULT_PORT))
     )
     args = parser.parse_args(argv)
+    # Our loggers (device, kernels) next to uvicorn's, in the container log SageMaker ships.
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
     import uvicorn
 
