@@ -343,7 +343,7 @@ def test_a_missing_ecr_serving_image_is_reported(harness: Harness) -> None:
     assert "nowhere:1.0" in harness.condition("Degraded")["message"]
 
 
-def test_tag_changes_reach_the_endpoint_and_leave_other_tools_tags(
+def test_tag_changes_reach_the_endpoint_its_config_and_model_and_leave_other_tools_tags(
     harness: Harness, aws: Any
 ) -> None:
     harness.spec = {
@@ -365,3 +365,11 @@ def test_tag_changes_reach_the_endpoint_and_leave_other_tools_tags(
     assert tags["qaoperator.io/uid"] == OWNER.uid
     assert harness.status["endpointConfigName"] == config, "tags alone must not replace the config"
     assert "UpdatedTags" in harness.events
+    for served in (
+        sm.describe_endpoint_config(EndpointConfigName=config)["EndpointConfigArn"],
+        sm.describe_model(ModelName=harness.status["modelName"])["ModelArn"],
+    ):
+        served_tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=served)["Tags"]}
+        assert served_tags["team"] == "search"
+        assert "cost" not in served_tags
+        assert served_tags["qaoperator.io/uid"] == OWNER.uid

@@ -290,11 +290,21 @@ class Reconciler:
         outcome: Outcome,
     ) -> None:
         to_set, to_remove = tag_delta(desired, endpoint, history)
-        sagemaker.set_tags(endpoint.arn, to_set)
-        sagemaker.remove_tags(endpoint.arn, to_remove)
+        # The endpoint's delta goes to the model and config it serves as well: they were
+        # created with the same tags, and tags alone never replace them.
+        serving = (
+            sagemaker.endpoint_config_arn(desired.config.name),
+            sagemaker.model_arn(desired.model.name),
+        )
+        for arn in (endpoint.arn, *filter(None, serving)):
+            sagemaker.set_tags(arn, to_set)
+            sagemaker.remove_tags(arn, to_remove)
         outcome.events.append(
             Event(
-                "Normal", "UpdatedTags", f"endpoint tags set {sorted(to_set)}, removed {to_remove}"
+                "Normal",
+                "UpdatedTags",
+                f"tags set {sorted(to_set)}, removed {to_remove} on the endpoint, its config "
+                "and model",
             )
         )
 

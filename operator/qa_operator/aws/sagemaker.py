@@ -79,18 +79,24 @@ class SageMakerGateway:
             owned=is_owned_by(tags, owner),
         )
 
-    def model_exists(self, name: str) -> bool:
+    def model_arn(self, name: str) -> str | None:
         found = aws_call_or_none(
             "DescribeModel", lambda: self._client.describe_model(ModelName=name)
         )
-        return found is not None
+        return None if found is None else str(found["ModelArn"])
 
-    def endpoint_config_exists(self, name: str) -> bool:
+    def endpoint_config_arn(self, name: str) -> str | None:
         found = aws_call_or_none(
             "DescribeEndpointConfig",
             lambda: self._client.describe_endpoint_config(EndpointConfigName=name),
         )
-        return found is not None
+        return None if found is None else str(found["EndpointConfigArn"])
+
+    def model_exists(self, name: str) -> bool:
+        return self.model_arn(name) is not None
+
+    def endpoint_config_exists(self, name: str) -> bool:
+        return self.endpoint_config_arn(name) is not None
 
     def create_model(self, model: DesiredModel, owner: Owner) -> None:
         container: dict[str, Any] = {
