@@ -10,8 +10,10 @@ from support.e2e import (
     apply,
     condition,
     deployment,
+    events,
     get,
     owned,
+    wait_degraded,
     wait_for,
     wait_ready,
 )
@@ -29,15 +31,7 @@ def test_failed_update_is_degraded_with_the_reason_and_not_retried_until_the_spe
     aws.fail_next_endpoint_update(endpoint, "The primary container failed ping health checks")
 
     apply(kube_cluster, namespace, deployment("flaky", s3_model_uri, endpoint={"instanceCount": 3}))
-    degraded = wait_for(
-        "Degraded",
-        lambda: (
-            (o := get(kube_cluster, namespace, "flaky"))
-            and condition(o, "Degraded").get("status") == "True"
-            and o
-        ),
-        operator=operator,
-    )
+    degraded = wait_degraded(kube_cluster, namespace, "flaky", operator)
     assert degraded["status"]["phase"] == "Degraded"
     assert condition(degraded, "Degraded")["reason"] == "UpdateRolledBack"
     assert "failed ping health checks" in condition(degraded, "Degraded")["message"]
@@ -127,16 +121,13 @@ def test_a_streak_of_throttling_is_one_warning_event_not_one_per_retry(
         aws.clear_faults()
     wait_ready(kube_cluster, namespace, "throttled", operator)
 
-    events = kube_cluster.kubectl(
-        "get", "events", "-n", namespace, "--field-selector", "involvedObject.name=throttled",
-        "-o", "jsonpath={range .items[*]}{.reason}{'|'}{.message}{'\\n'}{end}",
-    ).stdout.splitlines()  # fmt: skip
-    throttled = [e for e in events if e.startswith("AwsThrottlingException|")]
+    posted = events(kube_cluster, namespace, "throttled")
+    throttled = [message for reason, message in posted if reason == "AwsThrottlingException"]
     # One per streak; a resync pass that reads the status just before the retry's own patch
     # lands can add a second. Never one per retry.
-    assert 1 <= len(throttled) <= 2, events
-    assert throttled[0] == "AwsThrottlingException|CreateModel: ThrottlingException: Rate exceeded"
-    assert not [e for e in events if "failed temporarily" in e], events
+    assert 1 <= len(throttled) <= 2, posted
+    assert throttled[0] == "CreateModel: ThrottlingException: Rate exceeded"
+    assert not [m for _, m in posted if "failed temporarily" in m], posted
 
 
 def test_operator_killed_mid_create_makes_exactly_one_of_each(
@@ -173,15 +164,7 @@ def test_an_error_only_aws_can_find_is_reported_with_the_aws_message(
         namespace,
         deployment("odd", s3_model_uri, endpoint={"instanceType": "ml.zz9.huge"}),
     )
-    obj = wait_for(
-        "Degraded",
-        lambda: (
-            (o := get(kube_cluster, namespace, "odd"))
-            and condition(o, "Degraded").get("status") == "True"
-            and o
-        ),
-        operator=operator,
-    )
+    obj = wait_degraded(kube_cluster, namespace, "odd", operator)
     degraded = condition(obj, "Degraded")
     assert degraded["reason"] == "AwsValidationException"
     assert "CreateEndpointConfig" in degraded["message"]

@@ -13,6 +13,7 @@ from support.e2e import (
     apply,
     condition,
     deployment,
+    events,
     get,
     owned,
     package_objects,
@@ -74,17 +75,8 @@ def test_create_reaches_ready_with_every_status_field(
     assert header.split() == ["NAME", "ENDPOINT", "STATUS", "READY", "INSTANCE", "AGE"]
     assert row.split()[:5] == ["squad", f"{namespace}-squad", "InService", "True", "ml.m5.large"]
 
-    events = kube_cluster.kubectl(
-        "get",
-        "events",
-        "-n",
-        namespace,
-        "--field-selector",
-        "involvedObject.name=squad",
-        "-o",
-        "jsonpath={.items[*].reason}",
-    ).stdout.split()
-    assert {"CreatedModel", "CreatedEndpointConfig", "CreatingEndpoint"} <= set(events)
+    reasons = [reason for reason, _ in events(kube_cluster, namespace, "squad")]
+    assert {"CreatedModel", "CreatedEndpointConfig", "CreatingEndpoint"} <= set(reasons)
     assert "[ERROR" not in operator.processes[0].log(lines=10_000), "a normal create logged errors"
 
 
@@ -198,17 +190,8 @@ def test_retain_leaves_the_endpoint_in_aws(
         "models": [obj["status"]["modelName"]],
     }
     assert len(package_objects(aws)) == 1
-    events = kube_cluster.kubectl(
-        "get",
-        "events",
-        "-n",
-        namespace,
-        "--field-selector",
-        "involvedObject.name=kept",
-        "-o",
-        "jsonpath={.items[*].reason}",
-    ).stdout.split()
-    assert "Retained" in events
+    reasons = [reason for reason, _ in events(kube_cluster, namespace, "kept")]
+    assert "Retained" in reasons
 
 
 def test_deleting_while_creating_waits_then_deletes(

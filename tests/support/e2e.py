@@ -179,6 +179,28 @@ def package_objects(aws: Any) -> list[str]:
     return [obj["Key"] for obj in listing.get("Contents", [])]
 
 
+def events(cluster: Any, namespace: str, name: str) -> list[tuple[str, str]]:
+    """(reason, message) of each Event about the named object, oldest first."""
+    listed = cluster.kubectl(
+        "get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}",
+        "--sort-by", ".metadata.creationTimestamp", "-o", "json",
+    ).stdout  # fmt: skip
+    return [(e.get("reason", ""), e.get("message", "")) for e in json.loads(listed)["items"]]
+
+
+def wait_degraded(
+    cluster: Any, namespace: str, name: str, operator: Operator, *, timeout: float = 120
+) -> dict[str, Any]:
+    """Wait until the resource's Degraded condition is True; return it."""
+
+    def probe() -> dict[str, Any] | None:
+        obj = get(cluster, namespace, name)
+        return obj if obj and condition(obj, "Degraded").get("status") == "True" else None
+
+    found: dict[str, Any] = wait_for(f"{name} Degraded", probe, timeout=timeout, operator=operator)
+    return found
+
+
 def wait_ready(
     cluster: Any,
     namespace: str,
