@@ -16,76 +16,32 @@ The last line printed is one JSON object with the figures.
 from __future__ import annotations
 
 import argparse
-import gzip
-import io
 import json
 import os
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the registry helper the tests use
+sys.path.insert(0, str(ROOT / "tests"))  # the registry and image helpers the tests use
 sys.path.insert(1, str(ROOT / "operator"))  # works before `make setup` installs the package
 
-from qa_operator.registry.client import OCI_MANIFEST, RegistryClient, sha256_digest  # noqa: E402
+from qa_operator.registry.client import RegistryClient  # noqa: E402
 from qa_operator.registry.images import publish_image  # noqa: E402
+from support.images import Images  # noqa: E402
 from support.registry import start_registry, stop_registry  # noqa: E402
-
-
-def _layer(files: dict[str, bytes]) -> tuple[bytes, str]:
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w") as tar:
-        for name, content in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(content)
-            tar.addfile(info, io.BytesIO(content))
-    return gzip.compress(raw.getvalue(), compresslevel=1, mtime=0), sha256_digest(raw.getvalue())
 
 
 def push_base(client: RegistryClient, repository: str, tag: str, size_mb: int) -> None:
     """A two-layer base image of `size_mb` incompressible bytes, with a serving runtime config."""
     half = size_mb * 1024 * 1024 // 2
     layers = [
-        _layer({"usr/lib/python/site.bin": os.urandom(half)}),
-        _layer({"opt/venv/lib/torch.bin": os.urandom(half)}),
+        {"usr/lib/python/site.bin": os.urandom(half)},
+        {"opt/venv/lib/torch.bin": os.urandom(half)},
     ]
-    config = json.dumps(
-        {
-            "architecture": "amd64",
-            "os": "linux",
-            "config": {
-                "Entrypoint": ["python", "-m", "qa_operator.model.serving"],
-                "Cmd": ["serve"],
-                "ExposedPorts": {"8080/tcp": {}},
-                "User": "10001",
-            },
-            "rootfs": {"type": "layers", "diff_ids": [diff_id for _, diff_id in layers]},
-        }
-    ).encode()
-    for blob in [config, *(gz for gz, _ in layers)]:
-        client.upload_blob(repository, sha256_digest(blob), blob)
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": sha256_digest(config),
-            "size": len(config),
-        },
-        "layers": [
-            {
-                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                "digest": sha256_digest(gz),
-                "size": len(gz),
-            }
-            for gz, _ in layers
-        ],
-    }
-    client.put_manifest(repository, tag, json.dumps(manifest).encode(), OCI_MANIFEST)
+    Images().push_base(client, repository, tag, layers_files=layers)
 
 
 def make_package(root: Path, model_mb: int) -> None:

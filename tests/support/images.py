@@ -86,8 +86,11 @@ class Images:
         *,
         media_type: str = OCI_MANIFEST,
         as_index: bool = False,
+        layers_files: list[dict[str, bytes]] | None = None,
     ) -> BaseImage:
-        layers = [_tar_gz(files) for files in BASE_LAYERS]
+        """Push a base image with a serving runtime config; `layers_files` (name -> content per
+        layer) replaces the two small default layers, e.g. with large ones for a benchmark."""
+        layers = [_tar_gz(files) for files in layers_files or BASE_LAYERS]
         config = {
             "architecture": "amd64",
             "os": "linux",
