@@ -1,5 +1,4 @@
-"""oneDNN Linear layers: same outputs as the stock layers, activations fused only where exact;
-and where a loaded model runs."""
+"""oneDNN Linear layers: same outputs as the stock layers, activations fused only where exact."""
 
 from __future__ import annotations
 
@@ -12,7 +11,7 @@ from torch import nn
 
 from qa_operator.model import kernels
 from qa_operator.model.config import InferenceConfig
-from qa_operator.model.inference import QAEngine, inference_device, load_engine, prepare_model
+from qa_operator.model.inference import QAEngine, load_engine, prepare_model
 from qa_operator.model.kernels import OneDnnLinear, PostOp, use_onednn_linears
 from qa_operator.model.tiny import build_tiny_qa_model, make_tiny_qa_model_dir
 
@@ -142,16 +141,3 @@ def test_a_loaded_engine_runs_on_cpu_with_onednn_layers(tmp_path: Path) -> None:
     assert linear_count(engine.model, OneDnnLinear) == 2 * engine.model.config.num_hidden_layers
     [answer] = engine.answer(QUESTIONS[:1], TEXTS[:1])
     assert answer.answer == TEXTS[0][answer.start : answer.end]
-
-
-@pytest.mark.parametrize(
-    ("quantize", "cuda_available", "device"),
-    [
-        ("none", True, "cuda"),
-        ("none", False, "cpu"),
-        ("dynamic-int8", True, "cpu"),  # PyTorch's dynamic int8 kernels are CPU-only
-        ("dynamic-int8", False, "cpu"),
-    ],
-)
-def test_inference_device(quantize: str, cuda_available: bool, device: str) -> None:
-    assert inference_device(quantize, cuda_available) == device

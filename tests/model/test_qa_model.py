@@ -14,7 +14,7 @@ import pytest
 
 import qa_operator
 from qa_operator.model.config import InferenceConfig
-from qa_operator.model.inference import QAEngine, load_engine
+from qa_operator.model.inference import QAEngine, inference_device, load_engine
 from qa_operator.model.packaging import ModelPackage, build_package
 
 TEXT = "My name is Alex, I am 32 and live in Copenhagen."
@@ -154,3 +154,16 @@ def test_int8_package_loads_through_mlflow(tiny_qa_model_dir: Path, tmp_path: Pa
     model = mlflow.pyfunc.load_model(str(package.path))
     result = model.predict(pd.DataFrame({"question": ["Who?"], "text": [TEXT]}))
     assert_valid(result["answer"][0], int(result["start"][0]), int(result["end"][0]), TEXT)
+
+
+@pytest.mark.parametrize(
+    ("quantize", "cuda_available", "device"),
+    [
+        ("none", True, "cuda"),
+        ("none", False, "cpu"),
+        ("dynamic-int8", True, "cpu"),  # PyTorch's dynamic int8 kernels are CPU-only
+        ("dynamic-int8", False, "cpu"),
+    ],
+)
+def test_inference_device(quantize: str, cuda_available: bool, device: str) -> None:
+    assert inference_device(quantize, cuda_available) == device
