@@ -99,7 +99,7 @@ class ImageResolver:
         from qa_operator.aws.ecr import ecr_registry_client, ensure_repository
         from qa_operator.aws.errors import as_operator_error
         from qa_operator.registry import client as registry
-        from qa_operator.registry.images import publish_image
+        from qa_operator.registry.images import UnsupportedImage, publish_image
 
         ecr = self._ecr_client(region)
         try:
@@ -115,6 +115,8 @@ class ImageResolver:
             )
         except (ClientError, BotoCoreError) as exc:
             raise as_operator_error(exc, "ECR") from exc
+        except UnsupportedImage as exc:
+            raise TerminalError("UnsupportedServingImage", str(exc)) from exc
         except registry.RegistryUnauthorized as exc:
             raise TerminalError("RegistryUnauthorized", f"registry refused: {exc}") from exc
         except registry.RegistryNotFound as exc:

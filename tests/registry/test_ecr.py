@@ -13,7 +13,7 @@ from qa_operator.aws.ecr import (
     registry_credentials,
 )
 from qa_operator.registry import cli
-from qa_operator.registry.client import RegistryClient, RegistryUnauthorized
+from qa_operator.registry.client import DOCKER_MANIFEST, RegistryClient, RegistryUnauthorized
 from qa_operator.registry.images import publish_image
 
 pytestmark = pytest.mark.e2e
@@ -105,7 +105,7 @@ def test_image_command_with_explicit_credentials(oci_registry_with_auth, images,
         username=oci_registry_with_auth.username,
         password=oci_registry_with_auth.password,
     )
-    base = images.push_base(client, "serving/base", "creds")
+    base = images.push_base(client, "serving/base", "creds", media_type=DOCKER_MANIFEST)
     args = _args(
         base=f"{oci_registry_with_auth.host}/serving/base:creds",
         repository="qa/creds",

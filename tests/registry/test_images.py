@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 
 import pytest
 
 from qa_operator.registry.client import (
     DOCKER_MANIFEST,
+    OCI_INDEX,
     OCI_MANIFEST,
+    Manifest,
     RegistryClient,
     RegistryUnreachable,
+    sha256_digest,
 )
-from qa_operator.registry.images import ImageRef, package_tag, publish_image
+from qa_operator.registry.images import (
+    DOCKER_LAYER,
+    ImageRef,
+    UnsupportedImage,
+    as_docker_v2,
+    package_tag,
+    publish_image,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -20,7 +32,7 @@ PACKAGE_DIGEST = "sha256:" + "ab" * 32
 
 
 def test_s3_mode_copies_the_base_unchanged_and_only_once(registry, images):
-    base = images.push_base(registry, "serving/base", "1.0")
+    base = images.push_base(registry, "serving/base", "1.0", media_type=DOCKER_MANIFEST)
 
     ref = publish_image(
         registry, base=f"{registry.host}/serving/base:1.0", target_repository="qa/s3", mode="s3"
@@ -40,6 +52,93 @@ def test_s3_mode_copies_the_base_unchanged_and_only_once(registry, images):
     )
     assert again == ref
     assert registry.bytes_uploaded == before
+
+
+def test_oci_base_is_written_as_docker_v2_with_the_same_blobs(registry, images):
+    base = images.push_base(registry, "serving/base", "oci", media_type=OCI_MANIFEST)
+
+    ref = publish_image(
+        registry, base=f"{registry.host}/serving/base:oci", target_repository="qa/o", mode="s3"
+    )
+
+    assert ref.digest != base.digest
+    written = registry.get_manifest("qa/o", ref.digest)
+    assert written.media_type == DOCKER_MANIFEST
+    body, original = written.json(), registry.get_manifest("serving/base", "oci").json()
+    assert body["mediaType"] == DOCKER_MANIFEST
+    assert body["config"] == original["config"] | {
+        "mediaType": "application/vnd.docker.container.image.v1+json"
+    }
+    assert [layer["digest"] for layer in body["layers"]] == base.layer_digests
+    assert {layer["mediaType"] for layer in body["layers"]} == {DOCKER_LAYER}
+    pulled = images.pull(registry, "qa/o", ref.digest)
+    assert pulled.config == base.config
+    assert pulled.layer_diff_ids == base.config["rootfs"]["diff_ids"]
+
+
+CONFIG_BLOB, LAYER_BLOB = b"{}", b"abc"
+
+
+def _oci_manifest(layer_type: str) -> Manifest:
+    body = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": sha256_digest(CONFIG_BLOB),
+                "size": len(CONFIG_BLOB),
+            },
+            "layers": [
+                {
+                    "mediaType": layer_type,
+                    "digest": sha256_digest(LAYER_BLOB),
+                    "size": len(LAYER_BLOB),
+                }
+            ],
+            "annotations": {"org.opencontainers.image.created": "2024-01-01T00:00:00Z"},
+        }
+    ).encode()
+    return Manifest(media_type=OCI_MANIFEST, body=body, digest=sha256_digest(body))
+
+
+@pytest.mark.parametrize(
+    "layer_type",
+    [
+        "application/vnd.oci.image.layer.v1.tar+zstd",
+        "application/vnd.oci.image.layer.v1.tar",
+        "application/vnd.example.unknown",
+    ],
+)
+def test_layers_without_a_docker_equivalent_are_refused_by_name(layer_type):
+    with pytest.raises(UnsupportedImage, match=re.escape(repr(layer_type))):
+        as_docker_v2(_oci_manifest(layer_type), "base:1")
+
+
+def test_conversion_drops_oci_only_fields_and_keeps_docker_manifests_as_they_are():
+    converted = as_docker_v2(_oci_manifest("application/vnd.oci.image.layer.v1.tar+gzip"))
+    assert "annotations" not in converted.json()
+    assert converted.json()["layers"][0]["mediaType"] == DOCKER_LAYER
+    assert as_docker_v2(converted) is converted
+    index = Manifest(media_type=OCI_INDEX, body=b"{}", digest=sha256_digest(b"{}"))
+    with pytest.raises(UnsupportedImage, match="index"):
+        as_docker_v2(index)
+
+
+def test_zstd_base_is_refused_before_anything_is_copied(registry):
+    manifest = _oci_manifest("application/vnd.oci.image.layer.v1.tar+zstd")
+    # The registry stores a manifest only when its blobs exist: push those two placeholders.
+    for blob in (CONFIG_BLOB, LAYER_BLOB):
+        registry.upload_blob("serving/zstd", sha256_digest(blob), blob)
+    registry.put_manifest("serving/zstd", "1", manifest.body, OCI_MANIFEST)
+    before = registry.bytes_uploaded
+
+    with pytest.raises(UnsupportedImage, match="zstd"):
+        publish_image(
+            registry, base=f"{registry.host}/serving/zstd:1", target_repository="qa/z", mode="s3"
+        )
+    assert registry.bytes_uploaded == before
+    assert registry.manifest_digest("qa/z", "1") is None
 
 
 def test_same_registry_copy_mounts_instead_of_uploading(registry, images):
@@ -92,14 +191,11 @@ def test_baked_image_holds_the_package_and_keeps_the_base_runtime(
     assert image.config["rootfs"]["diff_ids"] == image.layer_diff_ids
     assert image.config["rootfs"]["diff_ids"][:2] == base.config["rootfs"]["diff_ids"]
     assert len(image.config["history"]) == len(base.config["history"]) + 1
-    assert image.manifest["layers"][:2] == [
-        layer for layer in registry.get_manifest("serving/base", "b").json()["layers"]
-    ]
+    assert [layer["digest"] for layer in image.manifest["layers"][:2]] == base.layer_digests
 
-    # Media types stay in the base's family.
-    assert image.media_type == media_type
-    new_layer = image.manifest["layers"][-1]["mediaType"]
-    assert new_layer.endswith("tar+gzip" if media_type == OCI_MANIFEST else "tar.gzip")
+    # Docker v2 schema 2 whatever the base used: SageMaker refuses OCI manifests.
+    assert image.media_type == DOCKER_MANIFEST
+    assert {layer["mediaType"] for layer in image.manifest["layers"]} == {DOCKER_LAYER}
 
 
 def test_second_run_uploads_nothing_and_a_model_change_uploads_only_the_model(
@@ -161,7 +257,8 @@ def test_index_base_uses_the_linux_amd64_image(registry, images, model_package):
     shared = publish_image(
         registry, base=f"{registry.host}/serving/multi:1.0", target_repository="qa/i", mode="s3"
     )
-    assert shared.digest == base.image_digest != base.digest
+    single = as_docker_v2(registry.get_manifest("serving/multi", base.image_digest))
+    assert shared.digest == single.digest != base.digest
 
     baked = publish_image(
         registry,
@@ -235,7 +332,14 @@ def test_known_package_digest_on_the_same_base_is_found_without_rebuilding(
     registry, images, model_package
 ):
     images.push_base(registry, "serving/base", "fast")
-    images.push_base(registry, "serving/other", "fast", media_type=DOCKER_MANIFEST)
+    # Another base image (other files): as Docker v2, the same files would be the same image.
+    images.push_base(
+        registry,
+        "serving/other",
+        "fast",
+        media_type=DOCKER_MANIFEST,
+        layers_files=[{"etc/os-release": b"NAME=other\n"}],
+    )
 
     def publish(base):
         return publish_image(
@@ -275,5 +379,9 @@ def test_base_on_another_open_registry_needs_no_source_client(
         target, base=f"{oci_registry.host}/upstream/open:3.0", target_repository="qa/o", mode="s3"
     )
 
-    assert ref.digest == base.digest
+    assert target.manifest_digest("qa/o", "3.0") == ref.digest
+    assert target.get_manifest("qa/o", "3.0").media_type == DOCKER_MANIFEST
+    assert [layer["digest"] for layer in target.get_manifest("qa/o", "3.0").json()["layers"]] == (
+        base.layer_digests
+    )
     assert ref.uri.startswith(f"{oci_registry_with_auth.host}/qa/o@")

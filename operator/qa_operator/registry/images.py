@@ -6,6 +6,10 @@ Two modes:
 - "baked": one layer holding the MLflow package at /opt/ml/model is appended to the base image,
   giving a self-contained image tagged by the package digest.
 
+What is written is always a Docker v2 schema 2 image, whatever the base uses: SageMaker's
+CreateModel refuses OCI manifests. An OCI base is converted (same config and layer blobs, Docker
+media types); a base whose layers have no Docker equivalent is refused with UnsupportedImage.
+
 Every step checks before it writes (blob HEAD, manifest HEAD), and the manifest is written last,
 so a second run uploads nothing and a run interrupted half-way leaves no reference to a missing
 blob: the next run simply uploads what is still absent.
@@ -34,10 +38,24 @@ from qa_operator.registry.layers import Layer, build_directory_layer
 MODEL_DIR = "opt/ml/model"
 PLATFORM = {"os": "linux", "architecture": "amd64"}
 
-_LAYER_TYPE = {
-    OCI_MANIFEST: "application/vnd.oci.image.layer.v1.tar+gzip",
-    DOCKER_MANIFEST: "application/vnd.docker.image.rootfs.diff.tar.gzip",
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+DOCKER_FOREIGN_LAYER = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+# Docker v2 equivalents of OCI descriptor media types: same bytes, another name.
+_DOCKER_EQUIVALENT = {
+    "application/vnd.oci.image.config.v1+json": DOCKER_CONFIG,
+    "application/vnd.oci.image.layer.v1.tar+gzip": DOCKER_LAYER,
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip": DOCKER_FOREIGN_LAYER,
+    DOCKER_CONFIG: DOCKER_CONFIG,
+    DOCKER_LAYER: DOCKER_LAYER,
+    DOCKER_FOREIGN_LAYER: DOCKER_FOREIGN_LAYER,
 }
+# Fields of OCI manifests and descriptors that Docker v2 schema 2 does not define.
+_OCI_ONLY_FIELDS = ("annotations", "subject", "artifactType")
+
+
+class UnsupportedImage(RegistryError):
+    """The image cannot be written as Docker v2 schema 2 (e.g. zstd or uncompressed layers)."""
 
 
 @dataclass(frozen=True)
@@ -125,7 +143,7 @@ def publish_image(
         finally:
             anonymous.close()
 
-    manifest = _single_platform_manifest(source, ref)
+    manifest = as_docker_v2(_single_platform_manifest(source, ref), base)
     _copy_blobs(source, ref.repository, client, target_repository, _blob_digests(manifest))
     base_tag = ref.tag if ref.tag else None
     _put_manifest_if_changed(client, target_repository, base_tag or manifest.digest, manifest)
@@ -187,23 +205,48 @@ def _single_platform_manifest(client: RegistryClient, ref: Reference) -> Manifes
     """The image manifest for linux/amd64, following an index when the reference names one."""
     manifest = client.get_manifest(ref.repository, ref.reference)
     if manifest.media_type not in INDEX_MEDIA_TYPES:
-        _check_image_manifest(manifest, ref)
         return manifest
     for entry in manifest.json().get("manifests", []):
         platform = entry.get("platform") or {}
         if all(platform.get(key) == value for key, value in PLATFORM.items()):
-            chosen = client.get_manifest(ref.repository, entry["digest"])
-            _check_image_manifest(chosen, ref)
-            return chosen
+            return client.get_manifest(ref.repository, entry["digest"])
     raise RegistryError(f"{ref.repository}:{ref.reference} has no linux/amd64 image in its index")
 
 
-def _check_image_manifest(manifest: Manifest, ref: Reference) -> None:
-    if manifest.media_type not in _LAYER_TYPE:
-        raise RegistryError(
-            f"{ref.repository}:{ref.reference} is a {manifest.media_type!r}; "
-            "expected an OCI or Docker v2 image manifest"
+def as_docker_v2(manifest: Manifest, name: str = "the image") -> Manifest:
+    """The same image as a Docker v2 schema 2 manifest, which SageMaker accepts.
+
+    A Docker v2 manifest comes back as it is (same bytes, same digest). An OCI one keeps its
+    config and layer blobs and changes only descriptor media types; OCI-only fields go. Raises
+    UnsupportedImage for anything else, naming the first media type without a Docker equivalent.
+    """
+    if manifest.media_type == DOCKER_MANIFEST:
+        return manifest
+    if manifest.media_type != OCI_MANIFEST:
+        raise UnsupportedImage(
+            f"{name} is a {manifest.media_type!r}; expected an OCI or Docker v2 image manifest"
         )
+    body = manifest.json()
+    converted: dict[str, Any] = {
+        key: value for key, value in body.items() if key not in _OCI_ONLY_FIELDS
+    }
+    converted["mediaType"] = DOCKER_MANIFEST
+    converted["config"] = _docker_descriptor(body["config"], name)
+    converted["layers"] = [_docker_descriptor(layer, name) for layer in body.get("layers", [])]
+    data = _canonical(converted)
+    return Manifest(media_type=DOCKER_MANIFEST, body=data, digest=sha256_digest(data))
+
+
+def _docker_descriptor(descriptor: dict[str, Any], name: str) -> dict[str, Any]:
+    media_type = descriptor.get("mediaType", "")
+    docker_type = _DOCKER_EQUIVALENT.get(media_type)
+    if docker_type is None:
+        raise UnsupportedImage(
+            f"{name} has a blob of type {media_type!r}, which Docker v2 schema 2 (the only "
+            "manifest SageMaker accepts) cannot carry; rebuild the image with gzip layers"
+        )
+    kept = {key: value for key, value in descriptor.items() if key not in _OCI_ONLY_FIELDS}
+    return kept | {"mediaType": docker_type}
 
 
 def _blob_digests(manifest: Manifest) -> list[str]:
@@ -258,8 +301,9 @@ def append_layer(
 
     The base config's runtime settings (entrypoint, cmd, env, exposed ports, user, workdir) are
     kept as they are; only rootfs.diff_ids and history grow. The base's blobs must already be in
-    `repository`.
+    `repository`. The result is Docker v2 schema 2 whatever the base is (see as_docker_v2).
     """
+    base = as_docker_v2(base)
     base_body = base.json()
     config = json.loads(client.get_blob(repository, base_body["config"]["digest"]))
     config.setdefault("rootfs", {"type": "layers", "diff_ids": []})
@@ -285,9 +329,9 @@ def append_layer(
     }
     manifest["layers"] = [
         *base_body.get("layers", []),
-        {"mediaType": _LAYER_TYPE[base.media_type], "digest": layer.digest, "size": layer.size},
+        {"mediaType": DOCKER_LAYER, "digest": layer.digest, "size": layer.size},
     ]
     manifest.pop("annotations", None)  # the base's annotations describe the base, not this image
-    manifest.setdefault("mediaType", base.media_type)
+    manifest["mediaType"] = DOCKER_MANIFEST
     body = _canonical(manifest)
-    return Manifest(media_type=base.media_type, body=body, digest=sha256_digest(body))
+    return Manifest(media_type=DOCKER_MANIFEST, body=body, digest=sha256_digest(body))
