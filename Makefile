@@ -18,25 +18,28 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[test,dev]'
 	touch $@
 
-# Test peers that need more than pip: Debian's OCI registry, and the Go-built control plane.
+# Test peers that need more than pip: Debian's OCI registry, bubblewrap (runs images as
+# containers, devstack/), pigz (parallel gzip), and the Go-built control plane.
+TEST_DEBS := docker-registry bubblewrap pigz
 test-peers:
-	@command -v docker-registry >/dev/null || { \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry >/dev/null; }
+	@missing=$$(for deb in $(TEST_DEBS); do dpkg -s $$deb >/dev/null 2>&1 || echo $$deb; done); \
+	if [ -n "$$missing" ]; then apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 	$(PY) -m tests.support.controlplane.build
 
 test: setup test-peers
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup
-	$(VENV)/bin/ruff check operator tests bench
-	$(VENV)/bin/ruff format --check operator tests bench
+	$(VENV)/bin/ruff check operator tests bench devstack
+	$(VENV)/bin/ruff format --check operator tests bench devstack
 	$(VENV)/bin/mypy
-	MYPYPATH=operator:tests $(VENV)/bin/mypy --explicit-package-bases tests bench
+	MYPYPATH=operator:tests:. $(VENV)/bin/mypy --explicit-package-bases tests bench devstack
 	$(VENV)/bin/hadolint serving/Dockerfile Dockerfile
 
 format: setup
-	$(VENV)/bin/ruff check --fix operator tests bench
-	$(VENV)/bin/ruff format operator tests bench
+	$(VENV)/bin/ruff check --fix operator tests bench devstack
+	$(VENV)/bin/ruff format operator tests bench devstack
 
 demo: setup
 	$(PY) -m qa_operator.demo

@@ -3,6 +3,7 @@
 pytest_plugins = [
     "support.controlplane.fixtures",
     "support.aws",
+    "support.containers",
     "support.registry",
     "support.tiny_models",
 ]
