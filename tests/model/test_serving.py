@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import socket
 import subprocess
 import sys
 import time
@@ -14,6 +17,7 @@ import pytest
 import requests
 
 import qa_operator
+from qa_operator.model.limits import ServingLimits
 from qa_operator.model.packaging import ModelPackage
 from support.processes import free_port, stop
 
@@ -170,3 +174,131 @@ def test_bad_requests_get_400_with_a_reason(
 def test_unsupported_content_type_is_415(server: str) -> None:
     response = invoke(server, "question: q", "text/plain")
     assert response.status_code == 415
+
+
+# --- limits (the package's default ServingLimits) ------------------------------------------
+
+LIMITS = ServingLimits()
+
+
+def test_a_body_over_max_body_bytes_is_413_before_it_is_read(server: str) -> None:
+    body = b" " * (LIMITS.max_body_bytes + 1)
+    response = invoke(server, body)
+    assert response.status_code == 413, response.text
+    assert response.json()["error_code"] == "REQUEST_TOO_LARGE"
+    assert f"max_body_bytes={LIMITS.max_body_bytes}" in response.json()["message"]
+
+
+def test_a_chunked_body_over_max_body_bytes_is_413(server: str) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(LIMITS.max_body_bytes // 65536 + 2):
+            yield b" " * 65536
+
+    response = requests.post(
+        f"{server}/invocations",
+        data=chunks(),
+        headers={"Content-Type": "application/json"},
+        timeout=60,
+    )
+    assert response.status_code == 413, response.text
+    assert f"max_body_bytes={LIMITS.max_body_bytes}" in response.json()["message"]
+
+
+LONG_TEXT = " ".join(["x"] * 4_000)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (
+            [{"question": "q", "text": "t"}] * (LIMITS.max_rows + 1),
+            413,
+            f"max_rows={LIMITS.max_rows}",
+        ),
+        (
+            {"question": "q", "text": "t" * (LIMITS.max_text_chars + 1)},
+            413,
+            f"row 0: the text has {LIMITS.max_text_chars + 1} characters",
+        ),
+        (
+            [{"question": "q", "text": TEXT}, {"question": "q" * 1_001, "text": TEXT}],
+            413,
+            f"row 1: the question has 1001 characters; max_question_chars={1_000}",
+        ),
+        (b"[" * 100_000 + b"]" * 100_000, 400, f"max_json_depth={LIMITS.max_json_depth}"),
+        (
+            {"question": "q", "text": [[[[[[[[["t"]]]]]]]]]},
+            400,
+            f"nests 10 levels deep; max_json_depth={LIMITS.max_json_depth}",
+        ),
+        (
+            {"question": "q", "text": LONG_TEXT, "params": {"doc_stride": 370}},
+            400,
+            f"max_windows_per_row={LIMITS.max_windows_per_row}",
+        ),
+        (
+            {"question": "q", "text": TEXT, "params": {"batch_size": 1024}},
+            400,
+            f"max_batch_tokens={LIMITS.max_batch_tokens}",
+        ),
+        (
+            {
+                "question": "q " * 200,
+                "text": TEXT,
+                "params": {"max_seq_length": 128, "doc_stride": 0},
+            },
+            400,
+            "leaves no room for the text",
+        ),
+    ],
+)
+def test_requests_over_a_limit_are_refused_naming_it(
+    server: str, body: Any, status: int, message: str
+) -> None:
+    response = invoke(server, body if isinstance(body, bytes) else json.dumps(body))
+    assert response.status_code == status, response.text
+    assert message in response.json()["message"]
+    # The server is unharmed: a normal request still answers.
+    assert len(predictions(invoke(server, {"question": "Who am I?", "text": TEXT}))) == 1
+
+
+def test_a_long_text_within_the_limits_answers(server: str) -> None:
+    text = TEXT + " " + " ".join(["Copenhagen"] * 5_000)
+    body = {
+        "question": "Where do I live?",
+        "text": text,
+        "params": {"batch_size": 21},
+    }  # 8,064 tokens
+    response = invoke(server, body)
+    assert response.status_code == 200, response.text
+    [row] = response.json()["predictions"]
+    assert row["answer"] == text[row["start"] : row["end"]]
+
+
+def test_a_client_that_goes_away_stops_the_work(server: str, server_log: Path) -> None:
+    # Within every limit, yet minutes of forward passes at batch_size 1 on 2 busy cores: 4 rows
+    # of 100,000 characters, one token per two characters, about 200 windows each.
+    text = ("a " * (LIMITS.max_text_chars // 2))[: LIMITS.max_text_chars]
+    rows = [{"question": "Which letter?", "text": text}] * 4
+    body = json.dumps({"dataframe_records": rows, "params": {"batch_size": 1}}).encode()
+    port = int(server.rsplit(":", 1)[1])
+    before = len(ABANDONED.findall(server_log.read_text()))
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        conn.sendall(
+            b"POST /invocations HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        time.sleep(5)  # the server checks the request, tokenizes and runs some batches
+    gone = time.monotonic()
+    while len(found := ABANDONED.findall(server_log.read_text())) == before:
+        assert time.monotonic() < gone + 30, server_log.read_text()[-4000:]
+        time.sleep(0.2)
+    done, total = (int(n) for n in found[-1])
+    assert done < total
+    started = time.monotonic()
+    predictions(invoke(server, {"question": "Who am I?", "text": TEXT}))
+    assert time.monotonic() - started < 10
+
+
+ABANDONED = re.compile(r"request abandoned \(client gone\) after (\d+) of (\d+) batches")

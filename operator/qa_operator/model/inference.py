@@ -21,6 +21,7 @@ from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 from qa_operator.model.batching import length_batches
 from qa_operator.model.config import InferenceConfig
 from qa_operator.model.kernels import use_onednn_linears
+from qa_operator.model.limits import RequestCancelled, request_cancelled
 from qa_operator.model.spans import NO_SPAN, Span, Window, best_span
 
 log = logging.getLogger(__name__)
@@ -106,8 +107,17 @@ class QAEngine:
         ends: list[np.ndarray] = [np.empty(0)] * n_windows
         lengths = [len(ids) for ids in encoded["input_ids"]]
         keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
+        batches = length_batches(lengths, cfg.batch_size)
         with torch.inference_mode():
-            for batch_ids in length_batches(lengths, cfg.batch_size):
+            for done, batch_ids in enumerate(batches):
+                if request_cancelled():
+                    log.warning(
+                        "request abandoned (client gone) after %d of %d batches (%d windows)",
+                        done,
+                        len(batches),
+                        n_windows,
+                    )
+                    raise RequestCancelled(f"abandoned after {done} of {len(batches)} batches")
                 features = [{k: encoded[k][i] for k in keys} for i in batch_ids]
                 batch = self.tokenizer.pad(features, return_tensors="pt").to(self.device)
                 output = self.model(**batch)

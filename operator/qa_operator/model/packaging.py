@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from qa_operator.model.config import InferenceConfig
+from qa_operator.model.limits import ServingLimits, model_config
 
 MLMODEL = "MLmodel"
 QA_MODEL_CODE = Path(__file__).with_name("qa_model.py")
@@ -68,10 +69,14 @@ def build_package(
     config: InferenceConfig,
     *,
     tokenizer_dir: Path | None = None,
+    limits: ServingLimits | None = None,
 ) -> ModelPackage:
     """Package the HuggingFace model in `model_dir` (and its tokenizer, from `tokenizer_dir` or
-    else `model_dir`) as an MLflow pyfunc model at `dest`, which must not exist yet."""
+    else `model_dir`) as an MLflow pyfunc model at `dest`, which must not exist yet. `limits`
+    (default: ServingLimits()) are what the serving layer enforces per request."""
     config.validate()
+    if limits is not None:
+        limits.validate()
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise ValueError(f"{model_dir} is not a HuggingFace model directory (no config.json)")
@@ -86,7 +91,7 @@ def build_package(
         python_model=str(QA_MODEL_CODE),
         signature=_signature(config),
         input_example=_input_example(),
-        model_config=config.to_dict(),
+        model_config=model_config(config, limits),
         pip_requirements=pinned_requirements(),
     )
     artifacts = {"model": "artifacts/model"}

@@ -2,12 +2,14 @@
 
 `build_package` hands this file's path to `mlflow.pyfunc.save_model(python_model=...)`; MLflow
 copies it into the package and runs it on load, so nothing is pickled. The tokenizer and the
-model weights are artifacts ("tokenizer", "model"), the inference settings are `model_config`, and
-each request may override the per-request settings through MLflow `params`.
+model weights are artifacts ("tokenizer", "model"), the inference settings (and any non-default
+serving limits) are `model_config`, and each request may override the per-request settings through
+MLflow `params`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +17,9 @@ import mlflow
 import pandas as pd
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
-from qa_operator.model.config import REQUEST_PARAMS, InferenceConfig
+from qa_operator.model.config import REQUEST_PARAMS
 from qa_operator.model.inputs import questions_and_texts
+from qa_operator.model.limits import TokenCounts, from_model_config
 
 
 class QAModel(PythonModel):
@@ -28,11 +31,23 @@ class QAModel(PythonModel):
     def load_context(self, context: PythonModelContext) -> None:
         from qa_operator.model.inference import load_engine
 
-        config = InferenceConfig.from_dict(dict(context.model_config or {}))
+        config, _ = from_model_config(dict(context.model_config or {}))
         artifacts = context.artifacts
         model_dir = Path(artifacts["model"])
         tokenizer_dir = Path(artifacts.get("tokenizer", artifacts["model"]))
         self._engine = load_engine(model_dir, tokenizer_dir, config)
+
+    def token_counts(self) -> TokenCounts:
+        """The tokenizer's exact question lengths, for the serving layer's windows check."""
+        if self._engine is None:
+            raise RuntimeError("the model is not loaded: load it with mlflow.pyfunc.load_model")
+        tokenizer = self._engine.tokenizer
+
+        def questions(texts: Sequence[str]) -> list[int]:
+            encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+            return [len(ids) for ids in encoded]
+
+        return TokenCounts(questions, int(tokenizer.num_special_tokens_to_add(pair=True)))
 
     def predict(
         self,
