@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from qa_operator.registry.client import RegistryClient
+from qa_operator.registry.client import DOCKER_MANIFEST, RegistryClient
 from support.e2e import apply, deployment, wait_ready
 from support.images import Images
 
@@ -23,7 +23,7 @@ def test_baked_and_s3_modes_reach_ready_with_image_digests(
 ) -> None:
     client = RegistryClient(oci_registry.url)
     images = Images()
-    base = images.push_base(client, "serving-base", "1.0")
+    base = images.push_base(client, "serving-base", "1.0", media_type=DOCKER_MANIFEST)
     operator.start(
         QA_OPERATOR_SERVING_IMAGE=f"{oci_registry.host}/serving-base:1.0",
         QA_OPERATOR_IMAGE_REPOSITORY="qa-serving",
