@@ -373,3 +373,97 @@ def test_tag_changes_reach_the_endpoint_its_config_and_model_and_leave_other_too
         assert served_tags["team"] == "search"
         assert "cost" not in served_tags
         assert served_tags["qaoperator.io/uid"] == OWNER.uid
+
+
+@pytest.mark.parametrize(
+    "identity",
+    [
+        pytest.param({"name": "chosen-name"}, id="name-set"),
+        pytest.param({"region": "eu-west-1"}, id="region-set"),
+    ],
+)
+def test_a_changed_endpoint_identity_creates_nothing_and_delete_removes_the_recorded_one(
+    harness: Harness, aws: Any, identity: dict[str, str]
+) -> None:
+    harness.converge()
+    recorded = {k: harness.status[k] for k in ("endpointName", "region", "endpointArn")}
+    calls = {op: aws.calls("sagemaker", op) for op in ("CreateModel", "CreateEndpoint")}
+    events = len(harness.events)
+
+    harness.change(endpoint={"instanceType": "ml.m5.large", **identity})
+    outcome = harness.converge()
+
+    assert outcome.requeue_after is None, "terminal: no retry loop"
+    degraded = harness.condition("Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "EndpointIdentityChanged")
+    assert ENDPOINT in degraded["message"] and "us-east-1" in degraded["message"]
+    assert identity.get("name", identity.get("region", "")) in degraded["message"]
+    assert harness.condition("Ready")["status"] == "False"
+    assert harness.status["phase"] == "Failed"
+    assert {k: harness.status[k] for k in recorded} == recorded, "status keeps the recorded one"
+    assert {op: aws.calls("sagemaker", op) for op in calls} == calls
+    assert harness.events[events:] == []
+    sm = aws.client("sagemaker")
+    assert [e["EndpointName"] for e in sm.list_endpoints()["Endpoints"]] == [ENDPOINT]
+
+    for _ in range(10):
+        if harness.reconciler.finalize(harness.resource()).done:
+            break
+    assert sm.list_endpoints()["Endpoints"] == []
+    assert sm.list_endpoint_configs()["EndpointConfigs"] == []
+    assert sm.list_models()["Models"] == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "tags"),
+    [
+        pytest.param("Model", [], id="untagged-model"),
+        pytest.param(
+            "EndpointConfig",
+            [
+                {"Key": "qaoperator.io/uid", "Value": "another-uid"},
+                {"Key": "qaoperator.io/managed-by", "Value": "qa-operator"},
+            ],
+            id="config-of-another-owner",
+        ),
+    ],
+)
+def test_an_existing_model_or_config_not_tagged_as_ours_is_a_conflict_never_reused(
+    harness: Harness, aws: Any, kind: str, tags: list[dict[str, str]]
+) -> None:
+    harness.converge()
+    model, config = harness.status["modelName"], harness.status["endpointConfigName"]
+    sm = aws.client("sagemaker")
+    sm.delete_endpoint(EndpointName=ENDPOINT)
+    sm.delete_endpoint_config(EndpointConfigName=config)
+    sm.delete_model(ModelName=model)
+    # Someone else's resource under the names this resource would use.
+    sm.create_model(
+        ModelName=model if kind == "Model" else "someone-elses",
+        ExecutionRoleArn=ROLE_ARN,
+        PrimaryContainer={"Image": "x"},
+        **({"Tags": tags} if tags else {}),
+    )
+    if kind == "EndpointConfig":
+        sm.create_endpoint_config(
+            EndpointConfigName=config,
+            ProductionVariants=[
+                {
+                    "VariantName": "v",
+                    "ModelName": "someone-elses",
+                    "InstanceType": "ml.m5.large",
+                    "InitialInstanceCount": 1,
+                }
+            ],
+            Tags=tags,
+        )
+    events = len(harness.events)
+
+    outcome = harness.converge()
+
+    assert outcome.requeue_after is None
+    degraded = harness.condition("Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", f"{kind}NameConflict")
+    assert (model if kind == "Model" else config) in degraded["message"]
+    assert sm.list_endpoints()["Endpoints"] == [], "nothing serves from someone else's resource"
+    assert "CreatingEndpoint" not in harness.events[events:]

@@ -1,8 +1,10 @@
 """Pure builders: spec + owner + resolved artifacts -> the SageMaker state we want.
 
 Every name is deterministic. The endpoint is named after its owner; the Model and EndpointConfig
-carry a digest of what they contain, so a crash between an AWS call and the status write finds the
-same names on the next pass and never creates a second resource.
+carry a digest of their owner (namespace, name, uid) and of what they contain, so a crash between
+an AWS call and the status write finds the same names on the next pass and never creates a second
+resource, and two resources never share a Model or EndpointConfig, even when their endpoint names
+agree in the first characters that the names keep.
 """
 
 from __future__ import annotations
@@ -109,8 +111,11 @@ def name_stem(endpoint: str) -> str:
     return endpoint[: MAX_NAME - CONTENT_HASH_LENGTH - 1].rstrip("-")
 
 
-def content_name(endpoint: str, payload: Any) -> str:
-    return f"{name_stem(endpoint)}-{short_hash(payload, CONTENT_HASH_LENGTH)}"
+def content_name(endpoint: str, owner: Owner, payload: Any) -> str:
+    """`<stem>-<hash>`: the stem is readable, the hash tells owners and contents apart (the stem
+    alone cannot: long endpoint names that differ only past it share it)."""
+    hashed = {"owner": [owner.namespace, owner.name, owner.uid], "content": payload}
+    return f"{name_stem(endpoint)}-{short_hash(hashed, CONTENT_HASH_LENGTH)}"
 
 
 def desired_state(
@@ -131,7 +136,7 @@ def desired_state(
         "role": execution_role_arn,
     }
     model = DesiredModel(
-        name=content_name(endpoint, model_content),
+        name=content_name(endpoint, owner, model_content),
         image_uri=artifacts.image_uri,
         model_data_url=artifacts.model_data_url,
         environment=environment,
@@ -140,7 +145,9 @@ def desired_state(
     )
     compute = spec.endpoint.compute
     config = DesiredEndpointConfig(
-        name=content_name(endpoint, {"model": model.name, "compute": compute_payload(compute)}),
+        name=content_name(
+            endpoint, owner, {"model": model.name, "compute": compute_payload(compute)}
+        ),
         model_name=model.name,
         compute=compute,
         tags=tags,

@@ -56,6 +56,18 @@ class Observed:
     endpoint: ObservedEndpoint | None
     model_exists: bool = False
     config_exists: bool = False
+    # The desired Model / EndpointConfig name exists but is not tagged with this owner's uid:
+    # someone else's, never to be reused (deleting its owner would pull it from under us).
+    model_foreign: bool = False
+    config_foreign: bool = False
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Where the endpoint lives: the name and region that never change under a resource."""
+
+    name: str
+    region: str
 
 
 @dataclass(frozen=True)
@@ -108,10 +120,32 @@ class Plan:
         return self.state in (State.READY, State.FAILED, State.ROLLED_BACK, State.CONFLICT)
 
 
+def plan_identity(
+    recorded_name: str | None, recorded_region: str | None, desired: Identity
+) -> Plan | None:
+    """A terminal conflict when the spec now names another endpoint than the one recorded in
+    status (set, changed or removed `endpoint.name` or `endpoint.region`): creating the new one
+    would leave the recorded one running, billed, and forgotten at delete. None when they agree
+    or nothing is recorded yet."""
+    recorded = Identity(recorded_name or desired.name, recorded_region or desired.region)
+    if recorded == desired:
+        return None
+    return Plan(
+        State.CONFLICT,
+        "EndpointIdentityChanged",
+        f"this resource's endpoint is {recorded.name} in {recorded.region}, but the spec now "
+        f"names {desired.name} in {desired.region}; spec.endpoint.name and spec.endpoint.region "
+        "cannot change after creation: restore them, or create a new QAModelDeployment "
+        f"(deleting this one deletes {recorded.name})",
+    )
+
+
 def plan_reconcile(desired: DesiredState, observed: Observed, history: History) -> Plan:
     endpoint = observed.endpoint
     config_name = desired.config.name
     if endpoint is None:
+        if foreign := _foreign_conflict(desired, observed):
+            return foreign
         return Plan(
             State.CREATING,
             "CreatingEndpoint",
@@ -161,6 +195,8 @@ def plan_reconcile(desired: DesiredState, observed: Observed, history: History) 
             "change the spec to try again",
             failure_generation=history.attempt_generation(config_name) if rolled_back else None,
         )
+    if foreign := _foreign_conflict(desired, observed):
+        return foreign
     return Plan(
         State.UPDATING,
         "UpdatingEndpoint",
@@ -201,6 +237,29 @@ def tag_delta(
         key for key in history.applied_tags if key not in wanted and key in endpoint.tags
     )
     return to_set, to_remove
+
+
+def _foreign_conflict(desired: DesiredState, observed: Observed) -> Plan | None:
+    """A Model or EndpointConfig under our deterministic name that another owner tagged (or
+    nobody did) is a conflict, never something to serve from."""
+    taken = [
+        (kind, name)
+        for kind, name, foreign in (
+            ("Model", desired.model.name, observed.model_foreign),
+            ("EndpointConfig", desired.config.name, observed.config_foreign),
+        )
+        if foreign
+    ]
+    if not taken:
+        return None
+    kind, name = taken[0]
+    return Plan(
+        State.CONFLICT,
+        f"{kind}NameConflict",
+        f"{kind} {name} exists in SageMaker but is not tagged as this resource's "
+        "(qaoperator.io/uid); it is never reused: delete it or rename this resource "
+        f"(endpoint {desired.endpoint.name} is left as it is)",
+    )
 
 
 def _prerequisites(observed: Observed) -> tuple[Action, ...]:

@@ -24,6 +24,7 @@ from qa_operator.desired import (
     Owner,
     desired_state,
     endpoint_name,
+    is_owned_by,
     name_stem,
     owner_prefix,
     package_key,
@@ -34,11 +35,13 @@ from qa_operator.images import ImageResolver
 from qa_operator.plan import (
     Action,
     History,
+    Identity,
     Observed,
     ObservedEndpoint,
     Plan,
     State,
     plan_delete,
+    plan_identity,
     plan_reconcile,
     tag_delta,
 )
@@ -142,7 +145,13 @@ class Reconciler:
 
     def _reconcile(self, resource: Resource, spec: DeploymentSpec, outcome: Outcome) -> Plan:
         owner, status = resource.owner, resource.status
-        region = self._region(spec, status)
+        identity = self._identity(owner, spec, status)
+        # Before anything is packaged or created, and before status records the new identity:
+        # the recorded endpoint stays the one this resource reports and finally deletes.
+        changed = plan_identity(status.get("endpointName"), status.get("region"), identity)
+        if changed is not None:
+            return changed
+        name, region = identity.name, identity.region
         role = spec.endpoint.execution_role_arn or self.settings.execution_role_arn
         if role is None:
             raise TerminalError(
@@ -150,7 +159,6 @@ class Reconciler:
                 "set spec.endpoint.executionRoleArn or QA_OPERATOR_EXECUTION_ROLE_ARN",
             )
         sagemaker = SageMakerGateway(self._aws("sagemaker", region))
-        name = endpoint_name(owner, spec)
         outcome.status.update(
             region=region, endpointName=name, invocationUrl=invocation_url(region, name)
         )
@@ -160,12 +168,7 @@ class Reconciler:
 
         endpoint = sagemaker.describe_endpoint(name, owner)
         needs_prerequisites = endpoint is None or endpoint.config_name != desired.config.name
-        observed = Observed(
-            endpoint=endpoint,
-            model_exists=needs_prerequisites and sagemaker.model_exists(desired.model.name),
-            config_exists=needs_prerequisites
-            and sagemaker.endpoint_config_exists(desired.config.name),
-        )
+        observed = self._observe(desired, endpoint, owner, sagemaker, needs_prerequisites)
         history = _history(resource)
         plan = plan_reconcile(desired, observed, history)
         self._act(plan, desired, owner, sagemaker, region, outcome, resource.generation)
@@ -184,16 +187,37 @@ class Reconciler:
             outcome.events.append(Event("Warning", plan.reason, plan.message))
         return plan
 
-    def _region(self, spec: DeploymentSpec, status: Mapping[str, Any]) -> str:
-        recorded = status.get("region")
-        wanted = spec.endpoint.region or recorded or self.settings.default_region
-        if recorded and spec.endpoint.region and spec.endpoint.region != recorded:
-            raise TerminalError(
-                "RegionChanged",
-                f"the endpoint lives in {recorded}; moving it to {spec.endpoint.region} "
-                "is not supported: create a new QAModelDeployment instead",
-            )
-        return str(wanted)
+    def _identity(self, owner: Owner, spec: DeploymentSpec, status: Mapping[str, Any]) -> Identity:
+        """The endpoint the spec asks for. Without a region in the spec, the recorded one wins
+        over the operator's default, so changing that default never moves an endpoint."""
+        region = spec.endpoint.region or status.get("region") or self.settings.default_region
+        return Identity(endpoint_name(owner, spec), str(region))
+
+    @staticmethod
+    def _observe(
+        desired: DesiredState,
+        endpoint: ObservedEndpoint | None,
+        owner: Owner,
+        sagemaker: SageMakerGateway,
+        needs_prerequisites: bool,
+    ) -> Observed:
+        """The endpoint, and (only when a create or update would need them) whether the desired
+        Model and EndpointConfig exist, and whether they are ours."""
+        if not needs_prerequisites:
+            return Observed(endpoint=endpoint)
+        model_arn = sagemaker.model_arn(desired.model.name)
+        config_arn = sagemaker.endpoint_config_arn(desired.config.name)
+
+        def foreign(arn: str | None) -> bool:
+            return arn is not None and not is_owned_by(sagemaker.tags(arn), owner)
+
+        return Observed(
+            endpoint=endpoint,
+            model_exists=model_arn is not None,
+            config_exists=config_arn is not None,
+            model_foreign=foreign(model_arn),
+            config_foreign=foreign(config_arn),
+        )
 
     def _artifacts(
         self, resource: Resource, spec: DeploymentSpec, region: str, outcome: Outcome
@@ -387,6 +411,8 @@ class Reconciler:
 
     def _finalize(self, resource: Resource, outcome: Outcome, attempt: int) -> Outcome:
         owner, status = resource.owner, resource.status
+        # The recorded endpoint, not the one the spec would name now: a reconcile pass never
+        # records another identity (plan_identity), so this is the one that was created.
         name = status.get("endpointName")
         region = status.get("region")
         if name is None or region is None:

@@ -43,3 +43,30 @@ def test_printer_columns_tell_endpoint_status_ready_instance_and_age() -> None:
 
 def test_status_is_a_subresource() -> None:
     assert _version()["subresources"] == {"status": {}}
+
+
+def _endpoint_schema() -> dict[str, Any]:
+    spec = _version()["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    return dict(spec["properties"]["endpoint"])
+
+
+def test_instance_count_has_no_schema_default_so_serverless_is_admitted() -> None:
+    # A default of 1 would be filled in next to `serverless`, and the rule below rejects that.
+    endpoint = _endpoint_schema()
+    assert "default" not in endpoint["properties"]["instanceCount"]
+    rules = [v["rule"] for v in endpoint["x-kubernetes-validations"]]
+    assert "!(has(self.serverless) && has(self.instanceCount))" in rules
+
+
+def test_name_and_region_rules_cover_setting_and_removing_not_only_changing() -> None:
+    # A transition rule on the field itself is skipped when the old or new value is absent;
+    # on the (required) parent object it runs on every update.
+    endpoint = _endpoint_schema()
+    by_path = {v.get("fieldPath"): v for v in endpoint["x-kubernetes-validations"]}
+    for field in ("name", "region"):
+        rule = by_path[f".{field}"]
+        assert f"has(self.{field}) == has(oldSelf.{field})" in rule["rule"]
+        assert f"self.{field} == oldSelf.{field}" in rule["rule"]
+        assert rule["message"].startswith(f"endpoint.{field} is immutable")
+        assert "x-kubernetes-validations" not in endpoint["properties"][field]
+    assert "endpoint" in _version()["schema"]["openAPIV3Schema"]["properties"]["spec"]["required"]

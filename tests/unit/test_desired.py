@@ -15,6 +15,7 @@ from qa_operator.desired import (
     desired_state,
     endpoint_name,
     is_owned_by,
+    name_stem,
     owner_prefix,
     owner_tags,
     package_key,
@@ -232,6 +233,60 @@ def test_all_names_fit_for_the_longest_endpoint_names() -> None:
 def test_different_owners_get_different_model_names() -> None:
     other = Owner("team-b", "squad-qa", "uid-2")
     assert state(owner=other).model.name != state().model.name
+
+
+LONG_NAMESPACE = "t-test-two-long-named-resources-in-a-long-abc123"  # 48 characters
+BAKED = dataclasses.replace(ARTIFACTS, model_data_url=None)  # no per-owner package URL
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        pytest.param(
+            Owner(LONG_NAMESPACE, "question-answering-for-support-a", "uid-a"),
+            Owner(LONG_NAMESPACE, "question-answering-for-support-b", "uid-b"),
+            id="names-differ-past-the-stem",
+        ),
+        pytest.param(
+            Owner("n" * 63, "m" * 200 + "-1", "uid-1"),
+            Owner("n" * 63, "m" * 200 + "-2", "uid-2"),
+            id="longest-namespace",
+        ),
+        pytest.param(
+            Owner("team-a", "squad-qa", "uid-old"),
+            Owner("team-a", "squad-qa", "uid-new"),
+            id="recreated-same-name",
+        ),
+        pytest.param(
+            Owner("team-a", "squad", "uid-1"),
+            Owner("team", "a-squad", "uid-2"),
+            id="same-endpoint-name",
+        ),
+    ],
+)
+def test_model_and_config_names_belong_to_one_owner(first: Owner, second: Owner) -> None:
+    one, two = state(owner=first, artifacts=BAKED), state(owner=second, artifacts=BAKED)
+    assert one.model.name != two.model.name
+    assert one.config.name != two.config.name
+    for desired in (one, two):
+        for name in (desired.model.name, desired.config.name):
+            assert is_valid_name(name), name
+            assert name.startswith(name_stem(desired.endpoint.name) + "-")
+
+
+def test_long_names_differing_past_the_stem_share_it_and_nothing_else() -> None:
+    first = Owner(LONG_NAMESPACE, "question-answering-for-support-a", "uid-a")
+    second = Owner(LONG_NAMESPACE, "question-answering-for-support-b", "uid-b")
+    one, two = state(owner=first, artifacts=BAKED), state(owner=second, artifacts=BAKED)
+    assert one.endpoint.name != two.endpoint.name
+    assert name_stem(one.endpoint.name) == name_stem(two.endpoint.name), "the case this covers"
+    assert one.model.name[:-10] == two.model.name[:-10]
+    assert one.model.name != two.model.name
+
+
+def test_names_stay_the_same_for_the_same_owner_and_content() -> None:
+    owner = Owner(LONG_NAMESPACE, "question-answering-for-support-a", "uid-a")
+    assert state(owner=owner) == state(owner=dataclasses.replace(owner))
 
 
 # --- tags and ownership ---------------------------------------------------------------------

@@ -12,11 +12,13 @@ from qa_operator.plan import (
     TRANSITIONAL,
     Action,
     History,
+    Identity,
     Observed,
     ObservedEndpoint,
     Plan,
     State,
     plan_delete,
+    plan_identity,
     plan_reconcile,
     tag_delta,
 )
@@ -75,6 +77,17 @@ def seen(ep: ObservedEndpoint | None, model: bool = False, config: bool = False)
     return Observed(endpoint=ep, model_exists=model, config_exists=config)
 
 
+def foreign(ep: ObservedEndpoint | None, model: bool = False, config: bool = False) -> Observed:
+    """The desired Model and/or EndpointConfig name exists, tagged for another owner or none."""
+    return Observed(
+        endpoint=ep,
+        model_exists=model,
+        config_exists=config,
+        model_foreign=model,
+        config_foreign=config,
+    )
+
+
 GEN3 = History(generation=3)
 # An update to WANT was tried at generation 3.
 TRIED3 = History(generation=3, attempted_config=WANT, attempted_generation=3)
@@ -98,6 +111,27 @@ RECONCILE_ROWS: dict[str, Row] = {
     ),
     "absent-after-failure-recorded": Row(
         seen(None, model=True, config=True), NEW_GEN4, State.CREATING, "CreatingEndpoint", (CE,)
+    ),
+    "absent-model-foreign": Row(
+        foreign(None, model=True), GEN3, State.CONFLICT, "ModelNameConflict"
+    ),
+    "absent-config-foreign": Row(
+        foreign(None, config=True), GEN3, State.CONFLICT, "EndpointConfigNameConflict"
+    ),
+    "absent-both-foreign": Row(
+        foreign(None, model=True, config=True), GEN3, State.CONFLICT, "ModelNameConflict"
+    ),
+    "in-service-on-other-config-model-foreign": Row(
+        foreign(endpoint("InService", OLD), model=True), GEN3, State.CONFLICT, "ModelNameConflict"
+    ),
+    "in-service-on-other-config-config-foreign": Row(
+        foreign(endpoint("InService", OLD), config=True),
+        GEN3,
+        State.CONFLICT,
+        "EndpointConfigNameConflict",
+    ),
+    "updating-config-foreign-waits-first": Row(
+        foreign(endpoint("Updating", OLD), config=True), GEN3, State.WAITING, "EndpointUpdating"
     ),
     "not-owned-in-service": Row(
         seen(endpoint("InService", owned=False)), GEN3, State.CONFLICT, "EndpointNameConflict"
@@ -294,6 +328,68 @@ def test_messages_say_what_happened() -> None:
     creating = plan_reconcile(DESIRED, seen(None), GEN3)
     assert DESIRED.endpoint.name in creating.message
     assert WANT in creating.message
+
+
+def test_a_foreign_model_or_config_is_named_and_never_reused() -> None:
+    plan = plan_reconcile(DESIRED, foreign(None, config=True), GEN3)
+    assert DESIRED.config.name in plan.message
+    assert "never reused" in plan.message
+    assert plan.actions == ()
+    assert plan.settled
+
+
+RECORDED = Identity("team-a-squad-qa", "us-east-1")
+
+
+@pytest.mark.parametrize(
+    ("recorded_name", "recorded_region", "desired", "changed"),
+    [
+        pytest.param(None, None, RECORDED, False, id="nothing-recorded-first-pass"),
+        pytest.param("team-a-squad-qa", "us-east-1", RECORDED, False, id="unchanged"),
+        pytest.param("team-a-squad-qa", None, RECORDED, False, id="region-not-recorded"),
+        pytest.param(
+            "team-a-squad-qa",
+            "us-east-1",
+            Identity("chosen-name", "us-east-1"),
+            True,
+            id="name-set-or-changed",
+        ),
+        pytest.param(
+            "chosen-name", "us-east-1", Identity("team-a-squad-qa", "us-east-1"), True, id="unset"
+        ),
+        pytest.param(
+            "team-a-squad-qa",
+            "us-east-1",
+            Identity("team-a-squad-qa", "eu-west-1"),
+            True,
+            id="region-changed",
+        ),
+        pytest.param(
+            "team-a-squad-qa", "us-east-1", Identity("other", "eu-west-1"), True, id="both-changed"
+        ),
+        pytest.param(
+            None, "us-east-1", Identity("team-a-squad-qa", "eu-west-1"), True, id="only-region"
+        ),
+    ],
+)
+def test_plan_identity(
+    recorded_name: str | None, recorded_region: str | None, desired: Identity, changed: bool
+) -> None:
+    plan = plan_identity(recorded_name, recorded_region, desired)
+    if not changed:
+        assert plan is None
+        return
+    assert plan is not None
+    assert (plan.state, plan.reason, plan.actions) == (
+        State.CONFLICT,
+        "EndpointIdentityChanged",
+        (),
+    )
+    assert plan.settled
+    recorded = Identity(recorded_name or desired.name, recorded_region or desired.region)
+    for word in (recorded.name, recorded.region, desired.name, desired.region):
+        assert word in plan.message
+    assert f"deleting this one deletes {recorded.name}" in plan.message
 
 
 @pytest.mark.parametrize(

@@ -166,6 +166,26 @@ def test_serverless_compute(serverless: dict[str, Any], expected: ServerlessComp
     assert spec.endpoint.compute == expected
 
 
+@pytest.mark.parametrize(
+    ("endpoint", "expected"),
+    [
+        pytest.param({}, InstanceCompute("ml.m5.xlarge", 1), id="instances-default-to-one"),
+        pytest.param({"instanceCount": 3}, InstanceCompute("ml.m5.xlarge", 3), id="instances"),
+        pytest.param(
+            {"instanceType": None, "serverless": {"memorySizeInMB": 1024, "maxConcurrency": 2}},
+            ServerlessCompute(1024, 2),
+            id="serverless-without-count",
+        ),
+    ],
+)
+def test_instance_count_defaults_to_one_for_instance_endpoints_only(
+    endpoint: dict[str, Any], expected: InstanceCompute | ServerlessCompute
+) -> None:
+    # The CRD has no default for instanceCount (it would reject every serverless resource);
+    # the default lives here.
+    assert parse_spec(with_endpoint(**endpoint)).endpoint.compute == expected
+
+
 @pytest.mark.parametrize("region", ["us-east-1", "eu-central-1", "us-gov-west-1", "us-isob-east-1"])
 def test_valid_regions(region: str) -> None:
     assert parse_spec(with_endpoint(region=region)).endpoint.region == region
