@@ -1,7 +1,9 @@
-"""The packager: one package per source, however many resources ask for it at once."""
+"""The packager: one package per source, however many resources ask for it at once; a source
+that is not a QA model is refused, and fetched once, not on every pass."""
 
 from __future__ import annotations
 
+import shutil
 import threading
 from pathlib import Path
 from typing import Any
@@ -17,14 +19,45 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def model_uri(aws: Any, tiny_qa_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+def sources(aws: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """moto's S3, for the packager's clients too, with an empty bucket "sources"."""
     for key, value in aws.env().items():
         monkeypatch.setenv(key, value)
+    aws.client("s3").create_bucket(Bucket="sources")
+    return aws
+
+
+@pytest.fixture
+def model_uri(sources: Any, tiny_qa_model_dir: Path) -> str:
+    return _upload(sources, tiny_qa_model_dir, "tiny")
+
+
+@pytest.fixture
+def sequence_classifier_dir(tiny_qa_model_dir: Path, tmp_path: Path) -> Path:
+    """A tiny BERT with a classification head (not QA) and the QA model's fast tokenizer."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from qa_operator.model.tiny import tiny_vocab
+
+    config = BertConfig(
+        vocab_size=len(tiny_vocab()),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+    )
+    path = tmp_path / "classifier"
+    BertForSequenceClassification(config).save_pretrained(str(path))
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(tiny_qa_model_dir / name, path / name)
+    return path
+
+
+def _upload(aws: Any, directory: Path, prefix: str) -> str:
     s3 = aws.client("s3")
-    s3.create_bucket(Bucket="sources")
-    for path in tiny_qa_model_dir.iterdir():
-        s3.upload_file(str(path), "sources", f"tiny/{path.name}")
-    return "s3://sources/tiny/"
+    for path in directory.iterdir():
+        s3.upload_file(str(path), "sources", f"{prefix}/{path.name}")
+    return f"s3://sources/{prefix}/"
 
 
 def _packager(work: Path) -> ModelPackager:
@@ -32,13 +65,18 @@ def _packager(work: Path) -> ModelPackager:
     return ModelPackager(work, max_concurrent=2, s3_client=lambda r: clients.client("s3", r))
 
 
-def _spec(uri: str) -> Any:
+def _spec(uri: str, max_seq_length: int = 128) -> Any:
+    inference = {"maxSeqLength": max_seq_length, "docStride": 32}
     return parse_spec(
         {
-            "model": {"s3": {"uri": uri}, "inference": {"maxSeqLength": 128, "docStride": 32}},
+            "model": {"s3": {"uri": uri}, "inference": inference},
             "endpoint": {"instanceType": "ml.m5.large"},
         }
     )
+
+
+def _fetches(aws: Any) -> tuple[int, int]:
+    return aws.calls("s3", "ListObjectsV2"), aws.calls("s3", "GetObject")
 
 
 def test_concurrent_requests_for_one_source_package_it_once(
@@ -66,3 +104,65 @@ def test_an_empty_source_prefix_is_a_terminal_error(model_uri: str, tmp_path: Pa
         _packager(tmp_path).prepare(_spec("s3://sources/nothing-here/"), "us-east-1")
     assert raised.value.reason == "ModelNotFound"
     assert "s3 s3://sources/nothing-here/" in raised.value.message
+
+
+def test_a_model_without_a_qa_head_is_refused_once_until_the_spec_changes(
+    sources: Any,
+    sequence_classifier_dir: Path,
+    tiny_qa_model_dir: Path,
+    tmp_path: Path,
+) -> None:
+    uri = _upload(sources, sequence_classifier_dir, "classifier")
+    with pytest.raises(TerminalError) as first:
+        _packager(tmp_path).prepare(_spec(uri), "us-east-1")
+    assert first.value.reason == "InvalidModel"
+    assert first.value.message == (
+        f"s3 {uri}: architectures ['BertForSequenceClassification']: "
+        "a *ForQuestionAnswering model is needed"
+    )
+    fetched = _fetches(sources)
+    assert fetched[0] == 1 and fetched[1] >= 3
+
+    # Fixed in place: the same spec still gets the remembered answer, from this packager or a
+    # restarted one, without fetching again.
+    _upload(sources, tiny_qa_model_dir, "classifier")
+    for packager in (_packager(tmp_path), _packager(tmp_path)):
+        with pytest.raises(TerminalError) as again:
+            packager.prepare(_spec(uri), "us-east-1")
+        assert (again.value.reason, again.value.message) == ("InvalidModel", first.value.message)
+    assert _fetches(sources) == fetched
+
+    # A changed spec is a new source key: fetched again, and now it is a QA model.
+    prepared = _packager(tmp_path).prepare(_spec(uri, max_seq_length=256), "us-east-1")
+    assert prepared.archive.is_file()
+    assert _fetches(sources)[0] == fetched[0] + 1
+
+
+def test_a_model_without_a_fast_tokenizer_is_refused(
+    sources: Any, tiny_qa_model_dir: Path, tmp_path: Path
+) -> None:
+    model = tmp_path / "no-tokenizer"
+    shutil.copytree(tiny_qa_model_dir, model)
+    (model / "tokenizer.json").unlink()
+    uri = _upload(sources, model, "no-tokenizer")
+    with pytest.raises(TerminalError) as raised:
+        _packager(tmp_path / "work").prepare(_spec(uri), "us-east-1")
+    assert raised.value.reason == "InvalidModel"
+    assert raised.value.message == (
+        f"s3 {uri}: no fast tokenizer (tokenizer.json) and no vocabulary to build one from"
+    )
+
+
+def test_a_slow_vocabulary_that_converts_to_a_fast_tokenizer_is_accepted(
+    sources: Any, tiny_qa_model_dir: Path, tmp_path: Path
+) -> None:
+    from qa_operator.model.tiny import tiny_vocab
+
+    model = tmp_path / "vocab-only"
+    shutil.copytree(tiny_qa_model_dir, model)
+    (model / "tokenizer.json").unlink()
+    by_id = sorted(tiny_vocab().items(), key=lambda item: item[1])
+    (model / "vocab.txt").write_text("".join(f"{token}\n" for token, _ in by_id))
+    uri = _upload(sources, model, "vocab-only")
+    prepared = _packager(tmp_path / "work").prepare(_spec(uri), "us-east-1")
+    assert (prepared.package_dir / "artifacts" / "model" / "vocab.txt").is_file()

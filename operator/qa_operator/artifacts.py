@@ -3,6 +3,11 @@
 Packaging runs in kopf's worker threads, never on its event loop, and at most
 `max_concurrent` at a time. Results are cached under the work dir by the source key, so a
 repeated pass (or a restarted operator on the same volume) does not fetch or package again.
+
+A source is checked before it is packaged (a QA architecture with a fast tokenizer, or an MLflow
+model with the QA signature). A failure that only another source can fix is remembered the same
+way, in `<key>.failed.json` beside the packages: later passes raise it again without fetching,
+until the spec names another source (a new key) or someone deletes the marker.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 
 from qa_operator.desired import source_key
 from qa_operator.errors import OperatorError, RetryableError, TerminalError
+from qa_operator.model import validation
 from qa_operator.spec import DeploymentSpec, HuggingFaceSource, MlflowSource, S3Source
 
 # Exceptions of huggingface_hub and requests, by name so that this module imports neither.
@@ -28,6 +34,9 @@ _MISSING_MODEL = {
     "EntryNotFoundError",
     "MlflowException",
 }
+# Terminal failures about what the source holds: fetching it again gives the same answer. Others
+# (access denied, a missing tracking URI) are cheap to hit and fixed outside the spec: not kept.
+_REMEMBERED_REASONS = {"InvalidModel", "ModelNotFound", "PackagingFailed"}
 
 
 @dataclass(frozen=True)
@@ -58,27 +67,34 @@ class ModelPackager:
             return self._key_locks.setdefault(key, threading.Lock())
 
     def prepare(self, spec: DeploymentSpec, region: str) -> PreparedPackage:
+        _check_applicable(spec)
         key = source_key(spec)
         home = self._root / key
+        failure = self._root / f"{key}.failed.json"
         cached = self._cached(home)
         if cached is not None:
             return cached
+        _raise_remembered(failure)
         with self._lock_for(key), self._slots:
             cached = self._cached(home)
             if cached is not None:
                 return cached
+            _raise_remembered(failure)
             home.parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=home.name + ".", dir=home.parent))
             try:
                 prepared = self._package(spec, region, staging)
                 shutil.rmtree(home, ignore_errors=True)
                 staging.rename(home)
-            except OperatorError:
+            except OperatorError as exc:
                 shutil.rmtree(staging, ignore_errors=True)
+                _remember(failure, exc, describe_source(spec))
                 raise
             except Exception as exc:
                 shutil.rmtree(staging, ignore_errors=True)
-                raise _classify(exc, describe_source(spec)) from exc
+                error = _classify(exc, describe_source(spec))
+                _remember(failure, error, describe_source(spec))
+                raise error from exc
             return self._relocated(prepared, staging, home)
 
     def _package(self, spec: DeploymentSpec, region: str, staging: Path) -> PreparedPackage:
@@ -89,6 +105,7 @@ class ModelPackager:
             fetched = sources.fetch_mlflow(
                 source.model_uri, staging / "source", tracking_uri=source.tracking_uri
             )
+            _require_valid(spec, _mlflow_model_problem(fetched))
             package = packaging.load_package(fetched)
         else:
             if isinstance(source, HuggingFaceSource):
@@ -100,6 +117,7 @@ class ModelPackager:
                 model_dir = sources.fetch_s3(
                     source.uri, staging / "source", self._s3_client(region)
                 )
+            _require_valid(spec, _huggingface_model_problem(model_dir))
             try:
                 package = packaging.build_package(model_dir, staging / "package", spec.inference)
             except ValueError as exc:
@@ -144,6 +162,90 @@ def describe_source(spec: DeploymentSpec) -> str:
     if isinstance(source, S3Source):
         return f"s3 {source.uri}"
     return f"mlflow {source.model_uri}"
+
+
+def _check_applicable(spec: DeploymentSpec) -> None:
+    """An MLflow package carries its own inference settings: spec.model.inference cannot apply."""
+    if not isinstance(spec.source, MlflowSource):
+        return
+    overridden = validation.non_default_inference(spec.inference)
+    if overridden:
+        raise TerminalError(
+            "FieldNotApplicable",
+            f"spec.model.inference ({', '.join(overridden)}) does not apply to an mlflow "
+            "source: the MLflow model is served with its own settings; remove the field",
+        )
+
+
+def _require_valid(spec: DeploymentSpec, problem: str | None) -> None:
+    if problem is not None:
+        raise TerminalError("InvalidModel", f"{describe_source(spec)}: {problem}")
+
+
+def _huggingface_model_problem(model_dir: Path) -> str | None:
+    """A QA head and a fast tokenizer, from the files; the tokenizer is loaded only when a slow
+    vocabulary must be converted."""
+    config_path = model_dir / "config.json"
+    if not config_path.is_file():
+        return "no config.json: not a HuggingFace model directory"
+    try:
+        config = json.loads(config_path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        return f"config.json is not JSON: {exc}"
+    problem = validation.architecture_problem(config if isinstance(config, dict) else {})
+    if problem is not None:
+        return problem
+    files = validation.tokenizer_files({p.name for p in model_dir.iterdir()})
+    if files is validation.TokenizerFiles.NONE:
+        return f"{validation.NO_FAST_TOKENIZER} and no vocabulary to build one from"
+    if files is validation.TokenizerFiles.CONVERTIBLE:
+        why = _fast_tokenizer_error(model_dir)
+        if why is not None:
+            return f"{validation.NO_FAST_TOKENIZER}, and the vocabulary does not convert: {why}"
+    return None
+
+
+def _fast_tokenizer_error(model_dir: Path) -> str | None:
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+    except Exception as exc:  # whatever stops it loading, there is no tokenizer to serve with
+        return f"{type(exc).__name__}: {exc}"
+    if not getattr(tokenizer, "is_fast", False):
+        return f"{type(tokenizer).__name__} is a slow tokenizer"
+    return None
+
+
+def _mlflow_model_problem(model_dir: Path) -> str | None:
+    import yaml
+
+    mlmodel_path = model_dir / "MLmodel"
+    if not mlmodel_path.is_file():
+        return "no MLmodel file: not an MLflow model"
+    try:
+        mlmodel = yaml.safe_load(mlmodel_path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        return f"MLmodel is not YAML: {exc}"
+    return validation.mlmodel_problem(mlmodel if isinstance(mlmodel, dict) else {})
+
+
+def _raise_remembered(marker: Path) -> None:
+    try:
+        record = json.loads(marker.read_text())
+    except FileNotFoundError:
+        return
+    raise TerminalError(record["reason"], record["message"])
+
+
+def _remember(marker: Path, error: OperatorError, source: str) -> None:
+    if not isinstance(error, TerminalError) or error.reason not in _REMEMBERED_REASONS:
+        return
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    partial = marker.with_name(marker.name + ".partial")
+    record = {"source": source, "reason": error.reason, "message": error.message}
+    partial.write_text(json.dumps(record))
+    partial.replace(marker)
 
 
 def _classify(exc: Exception, source: str) -> OperatorError:

@@ -8,8 +8,11 @@ transformers, and huggingface_hub and mlflow only when used.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+from qa_operator.errors import TerminalError
 
 # Weights for other frameworks that a PyTorch QA model never needs: skip the gigabytes.
 HF_IGNORE_PATTERNS = [
@@ -25,6 +28,8 @@ HF_IGNORE_PATTERNS = [
     "flax_model*",
     "rust_model*",
 ]
+# MLflow URIs that only a tracking server (or its model registry) can resolve.
+SERVER_URI_SCHEMES = ("models:/", "runs:/")
 
 
 def fetch_huggingface(
@@ -89,7 +94,17 @@ def fetch_s3(uri: str, dest: Path, s3_client: Any) -> Path:
 
 def fetch_mlflow(model_uri: str, dest: Path, *, tracking_uri: str | None = None) -> Path:
     """Download the MLflow model at `model_uri` (models:/name/version, models:/name@alias,
-    runs:/id/path, or an artifact URI) into `dest`; return the MLflow model directory."""
+    runs:/id/path, or an artifact URI) into `dest`; return the MLflow model directory.
+    models:/ and runs:/ need a tracking server: `tracking_uri`, else MLFLOW_TRACKING_URI."""
+    tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
+    if tracking_uri is None and model_uri.startswith(SERVER_URI_SCHEMES):
+        # MLflow's own default would be a local SQLite file: an empty registry, a misleading
+        # "not found".
+        raise TerminalError(
+            "NoTrackingUri",
+            f"{model_uri} is resolved by an MLflow tracking server: set "
+            "spec.model.mlflow.trackingUri (or MLFLOW_TRACKING_URI for the operator)",
+        )
     import mlflow.artifacts
 
     dest.mkdir(parents=True, exist_ok=True)
