@@ -2,6 +2,9 @@
 # torch and transformers stay out: the operator packages models, it never runs them.
 #
 #   docker build -t qa-operator:0.1.0 .
+#
+# Without Docker, the same image (docs/image.md):
+#   qa-operator image build --recipe operator --base REGISTRY/python:3.11-slim-bookworm ...
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -10,9 +13,9 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-COPY constraints.txt /tmp/build/
-RUN pip install -c /tmp/build/constraints.txt \
-        kopf kubernetes boto3 mlflow huggingface_hub safetensors pyyaml requests
+# The same list `qa-operator image build --recipe operator` installs, under the same constraints.
+COPY constraints.txt requirements/operator.txt /tmp/build/
+RUN pip install -c /tmp/build/constraints.txt -r /tmp/build/operator.txt
 COPY pyproject.toml README.md /tmp/build/src/
 COPY operator /tmp/build/src/operator
 RUN pip install --no-deps /tmp/build/src \

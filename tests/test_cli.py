@@ -15,7 +15,9 @@ from qa_operator.registry.client import RegistryClient
 from support.images import Images
 
 
-def _qa_operator(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _qa_operator(
+    *args: str, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     script = Path(sys.executable).parent / "qa-operator"
     return subprocess.run(
         [str(script), *args],
@@ -23,6 +25,7 @@ def _qa_operator(*args: str, env: dict[str, str] | None = None) -> subprocess.Co
         text=True,
         timeout=120,
         env={**os.environ, **(env or {})},
+        input=stdin,
         check=False,
     )
 
@@ -31,6 +34,26 @@ def test_help_names_both_commands() -> None:
     result = _qa_operator("--help")
     assert result.returncode == 0
     assert "run" in result.stdout and "image" in result.stdout
+
+
+def test_image_help_names_build_and_publish() -> None:
+    result = _qa_operator("image", "--help")
+    assert result.returncode == 0
+    assert "build" in result.stdout and "publish" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--recipe", "nope"], "invalid choice"),
+        (["--recipe", "serving", "--torch-variant", "gpu"], "torch variant 'gpu'"),
+        (["--recipe", "serving", "--password", "secret"], "unrecognized arguments: --password"),
+    ],
+)
+def test_image_build_refuses_bad_arguments(args: list[str], message: str) -> None:
+    result = _qa_operator("image", "build", "--base", "127.0.0.1:1/b:t", "--repository", "r", *args)
+    assert result.returncode == 2
+    assert message in result.stderr
 
 
 def test_run_without_a_cluster_fails_with_a_message_not_a_hang(tmp_path: Path) -> None:
@@ -61,8 +84,7 @@ def test_image_command_publishes_a_baked_image(oci_registry: Any, tmp_path: Path
         oci_registry.url,
         "--username",
         "u",
-        "--password",
-        "p",
+        env={"QA_OPERATOR_REGISTRY_PASSWORD": "p"},
     )
     assert result.returncode == 0, result.stderr
     ref = json.loads(result.stdout)
@@ -70,3 +92,27 @@ def test_image_command_publishes_a_baked_image(oci_registry: Any, tmp_path: Path
     assert ref["uri"] == f"{oci_registry.host}/qa-cli@{ref['digest']}"
     pulled = Images().pull(client, "qa-cli", ref["digest"])
     assert pulled.files["opt/ml/model/MLmodel"] == b"flavors: {}\n"
+
+
+@pytest.mark.e2e
+def test_image_publish_reads_the_password_from_stdin(oci_registry_with_auth: Any) -> None:
+    registry = oci_registry_with_auth
+    client = RegistryClient(registry.url, username=registry.username, password=registry.password)
+    Images().push_base(client, "serving-base", "stdin")
+    arguments = [
+        "image",
+        "publish",
+        "--base",
+        f"{registry.host}/serving-base:stdin",
+        "--repository",
+        "qa-stdin",
+        "--registry-endpoint",
+        registry.url,
+        "--username",
+        registry.username,
+    ]
+    refused = _qa_operator(*arguments, "--password-stdin", stdin="wrong\n")
+    assert refused.returncode == 1 and "RegistryUnauthorized" in refused.stderr
+    result = _qa_operator(*arguments, "--password-stdin", stdin=f"{registry.password}\n")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["uri"].startswith(f"{registry.host}/qa-stdin@sha256:")

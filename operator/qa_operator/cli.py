@@ -1,9 +1,20 @@
-"""`qa-operator`: run the operator, or publish a serving image from a terminal."""
+"""`qa-operator`: run the operator, or build and publish images from a terminal."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+_IMAGE_COMMANDS = ("build", "publish")
+
+
+def _with_image_command(argv: list[str]) -> list[str]:
+    """`qa-operator image --base ...` predates `image build`: it still means `image publish`."""
+    if len(argv) > 1 and argv[0] == "image":
+        first = argv[1]
+        if first not in _IMAGE_COMMANDS and first.startswith("-") and first not in ("-h", "--help"):
+            return ["image", "publish", *argv[1:]]
+    return argv
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,14 +37,32 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.add_argument("--verbose", action="store_true")
 
-    from qa_operator.registry import cli as image_cli
+    from qa_operator.imagebuild import cli as build_cli
+    from qa_operator.registry import cli as publish_cli
 
-    image = commands.add_parser("image", help="publish the serving image through the registry API")
-    image_cli.add_arguments(image)
+    image = commands.add_parser(
+        "image", help="build the images, or publish the serving image, through the registry API"
+    )
+    image_commands = image.add_subparsers(dest="image_command", required=True)
+    build = image_commands.add_parser(
+        "build",
+        help="build the serving or operator image without Docker and push it",
+        description=build_cli.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # else --password would pass for --password-stdin
+    )
+    build_cli.add_arguments(build)
+    publish = image_commands.add_parser(
+        "publish",
+        help="publish the serving image for SageMaker (s3 mode, or baked with a model)",
+        description=publish_cli.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    publish_cli.add_arguments(publish)
 
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_with_image_command(sys.argv[1:] if argv is None else argv))
     if args.command == "image":
-        return image_cli.run(args)
+        return build_cli.run(args) if args.image_command == "build" else publish_cli.run(args)
     return _run_operator(args)
 
 

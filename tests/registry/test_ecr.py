@@ -67,7 +67,7 @@ def _args(**overrides):
     cli.add_arguments(parser)
     argv = []
     for key, value in overrides.items():
-        argv += [f"--{key.replace('_', '-')}", str(value)]
+        argv.append(f"--{key.replace('_', '-')}={value}")  # a value may start with "-"
     return parser.parse_args(argv)
 
 

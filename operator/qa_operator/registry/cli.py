@@ -1,10 +1,12 @@
-"""`qa-operator image`: publish the serving image from a terminal, exactly as the operator does.
+"""`qa-operator image publish`: publish the serving image from a terminal, as the operator does.
 
-    qa-operator image --base HOST/REPO:TAG --repository qa-serving --mode baked --package DIR
+    qa-operator image publish --base HOST/REPO:TAG --repository qa-serving --mode baked \\
+        --package DIR
 
-Credentials: --username/--password (or QA_OPERATOR_REGISTRY_USERNAME/_PASSWORD) for a plain
-registry; otherwise ECR through boto3 (the repository is created when missing). Prints the
-resulting ImageRef as one JSON object.
+(`qa-operator image --base ...`, without `publish`, still means this.) Credentials: --username
+(or QA_OPERATOR_REGISTRY_USERNAME) with the password from QA_OPERATOR_REGISTRY_PASSWORD or
+--password-stdin, for a plain registry; otherwise ECR through boto3 (the repository is created
+when missing). Prints the resulting ImageRef as one JSON object.
 """
 
 from __future__ import annotations
@@ -19,7 +21,29 @@ from pathlib import Path
 from qa_operator.registry.client import RegistryClient, RegistryError
 from qa_operator.registry.images import publish_image
 
-_ENV_ENDPOINT = "QA_OPERATOR_REGISTRY_ENDPOINT"
+ENV_ENDPOINT = "QA_OPERATOR_REGISTRY_ENDPOINT"
+ENV_USERNAME = "QA_OPERATOR_REGISTRY_USERNAME"
+ENV_PASSWORD = "QA_OPERATOR_REGISTRY_PASSWORD"
+
+
+def add_registry_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where to push and as whom; shared by `image publish` and `image build`."""
+    parser.add_argument(
+        "--registry-endpoint",
+        default=os.environ.get(ENV_ENDPOINT),
+        help=f"registry URL to push to instead of ECR's (env {ENV_ENDPOINT})",
+    )
+    parser.add_argument("--region", help="AWS region for ECR")
+    parser.add_argument(
+        "--username",
+        default=os.environ.get(ENV_USERNAME),
+        help=f"registry user (env {ENV_USERNAME}); without it, ECR credentials from boto3",
+    )
+    parser.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help=f"read the registry password from stdin (else env {ENV_PASSWORD})",
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,22 +52,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=("s3", "baked"), default="s3")
     parser.add_argument("--package", type=Path, help="MLflow package directory (baked mode)")
     parser.add_argument("--package-digest", help="sha256:... of the package; names the tag")
-    parser.add_argument(
-        "--registry-endpoint",
-        default=os.environ.get(_ENV_ENDPOINT),
-        help=f"registry URL to push to instead of ECR's (env {_ENV_ENDPOINT})",
-    )
-    parser.add_argument("--region", help="AWS region for ECR")
-    parser.add_argument("--username", default=os.environ.get("QA_OPERATOR_REGISTRY_USERNAME"))
-    parser.add_argument("--password", default=os.environ.get("QA_OPERATOR_REGISTRY_PASSWORD"))
+    add_registry_arguments(parser)
+    # Kept for scripts written before --password-stdin; a password in argv shows in `ps`.
+    parser.add_argument("--password", help=argparse.SUPPRESS)
 
 
-def _client(args: argparse.Namespace) -> RegistryClient:
+def registry_password(args: argparse.Namespace) -> str | None:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if getattr(args, "password", None) is not None:
+        print("warning: --password is deprecated, use --password-stdin", file=sys.stderr)
+        return str(args.password)
+    return os.environ.get(ENV_PASSWORD)
+
+
+def registry_client(args: argparse.Namespace) -> RegistryClient:
+    """A client for --registry-endpoint as --username, or for ECR (creating the repository)."""
     if args.username is not None:
         if not args.registry_endpoint:
             raise SystemExit("--username needs --registry-endpoint")
         return RegistryClient(
-            args.registry_endpoint, username=args.username, password=args.password
+            args.registry_endpoint, username=args.username, password=registry_password(args)
         )
     import boto3
 
@@ -58,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if args.mode == "baked" and args.package is None:
         print("error: --mode baked needs --package DIR", file=sys.stderr)
         return 2
-    client = _client(args)
+    client = registry_client(args)
     try:
         ref = publish_image(
             client,
@@ -79,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="qa-operator image", description=__doc__)
+    parser = argparse.ArgumentParser(prog="qa-operator image publish", description=__doc__)
     add_arguments(parser)
     return run(parser.parse_args(argv))
 
