@@ -16,6 +16,7 @@ from qa_operator.desired import Owner
 from qa_operator.reconciler import Outcome, Reconciler, Resource
 from qa_operator.settings import OperatorSettings
 from support.e2e import PACKAGE_BUCKET, ROLE_ARN, SERVING_IMAGE
+from support.moto_ext import set_endpoint_status
 
 pytestmark = pytest.mark.e2e
 
@@ -467,3 +468,153 @@ def test_an_existing_model_or_config_not_tagged_as_ours_is_a_conflict_never_reus
     assert (model if kind == "Model" else config) in degraded["message"]
     assert sm.list_endpoints()["Endpoints"] == [], "nothing serves from someone else's resource"
     assert "CreatingEndpoint" not in harness.events[events:]
+
+
+def test_an_unexpected_exception_is_reported_as_internal_error_and_retried_with_backoff(
+    harness: Harness, aws: Any
+) -> None:
+    harness.converge()
+    ready_since = harness.condition("Ready")["lastTransitionTime"]
+    settings = dataclasses.replace(
+        harness.reconciler.settings,
+        serving_image="registry.local/qa-serving@md5:0123",  # only sha256 digests parse
+        image_repository="qa-serving",
+        poll_min_seconds=2,
+        poll_max_seconds=60,
+    )
+    harness.reconciler = Reconciler(settings, AwsClients(max_attempts=1).client, jitter=lambda: 0.5)
+    harness.change(endpoint={"instanceType": "ml.m5.large", "instanceCount": 2})
+
+    delays = []
+    for attempt in range(3):
+        outcome = harness.apply(harness.reconciler.reconcile(harness.resource(), attempt=attempt))
+        assert outcome.transient_error
+        assert outcome.requeue_after is not None
+        delays.append(outcome.requeue_after)
+
+    assert delays == sorted(delays) and delays[0] < delays[-1], "a growing delay, no hot loop"
+    degraded = harness.condition("Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "InternalError")
+    assert degraded["message"].startswith("ValueError: "), degraded
+    assert "md5:0123" in degraded["message"]
+    assert len(degraded["message"]) <= 300
+    progressing = harness.condition("Progressing")
+    assert (progressing["status"], progressing["reason"]) == ("True", "InternalError")
+    ready = harness.condition("Ready")
+    assert (ready["status"], ready["lastTransitionTime"]) == ("True", ready_since)
+    assert harness.status["observedGeneration"] == 2
+    assert harness.events.count("InternalError") == 1, "one warning per streak"
+
+
+def test_system_updating_keeps_ready_with_progressing(harness: Harness, aws: Any) -> None:
+    harness.converge()
+    ready_since = harness.condition("Ready")["lastTransitionTime"]
+    set_endpoint_status(ENDPOINT, "SystemUpdating")
+
+    outcome = harness.reconcile()
+
+    assert outcome.requeue_after is not None, "polled until SageMaker is done"
+    assert harness.status["endpointStatus"] == "SystemUpdating"
+    assert harness.status["phase"] == "Ready"
+    ready, progressing = harness.condition("Ready"), harness.condition("Progressing")
+    assert (ready["status"], ready["lastTransitionTime"]) == ("True", ready_since)
+    assert (progressing["status"], progressing["reason"]) == ("True", "EndpointSystemUpdating")
+    assert harness.condition("Degraded")["status"] == "False"
+    assert outcome.events == [], "nothing is changed while SageMaker works"
+
+    set_endpoint_status(ENDPOINT, "InService")
+    harness.converge()
+    assert harness.condition("Progressing")["status"] == "False"
+    assert harness.condition("Ready")["lastTransitionTime"] == ready_since
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        ("UpdateRollbackFailed", "EndpointUpdateRollbackFailed"),
+        ("OutOfService", "EndpointOutOfService"),
+    ],
+)
+def test_an_endpoint_sagemaker_cannot_recover_is_degraded_not_waited_on(
+    harness: Harness, aws: Any, status: str, reason: str
+) -> None:
+    harness.converge()
+    set_endpoint_status(ENDPOINT, status, "Instance capacity unavailable in us-east-1a")
+
+    outcome = harness.reconcile()
+
+    assert outcome.requeue_after is None, "settled: the resync looks again, no polling loop"
+    degraded = harness.condition("Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", reason)
+    assert "Instance capacity unavailable" in degraded["message"]
+    assert harness.condition("Ready")["status"] == "False"
+    assert harness.status["phase"] == "Failed"
+    assert harness.status["failureReason"] == "Instance capacity unavailable in us-east-1a"
+
+
+def test_a_tag_removed_in_the_same_change_as_an_update_leaves_the_endpoint(
+    harness: Harness, aws: Any
+) -> None:
+    harness.spec = {
+        **harness.spec,
+        "endpoint": {"instanceType": "ml.m5.large", "tags": {"team": "qa", "cost": "1"}},
+    }
+    harness.converge()
+    config = harness.status["endpointConfigName"]
+    aws.set_endpoint_lifecycle(updating_describes=2)
+
+    harness.change(
+        endpoint={"instanceType": "ml.m5.large", "instanceCount": 2, "tags": {"team": "search"}}
+    )
+    harness.reconcile()
+    assert harness.status["endpointStatus"] == "Updating"
+    assert harness.status["appliedTags"] == ["cost", "team"], "not applied yet"
+    harness.converge()
+
+    assert harness.status["endpointConfigName"] != config
+    sm = aws.client("sagemaker")
+    tags = {
+        t["Key"]: t["Value"]
+        for t in sm.list_tags(ResourceArn=harness.status["endpointArn"])["Tags"]
+    }
+    assert tags["team"] == "search"
+    assert "cost" not in tags
+    assert harness.status["appliedTags"] == ["team"]
+
+
+def test_deletion_reports_each_step_in_status(harness: Harness, aws: Any) -> None:
+    harness.converge()
+    aws.set_endpoint_lifecycle(deleting_describes=2)
+
+    def finalize() -> Outcome:
+        return harness.apply(harness.reconciler.finalize(harness.resource()))
+
+    outcome = finalize()
+    assert not outcome.done
+    assert harness.status["phase"] == "Deleting"
+    progressing = harness.condition("Progressing")
+    assert (progressing["status"], progressing["reason"]) == ("True", "DeletingEndpoint")
+    assert ENDPOINT in progressing["message"]
+    assert harness.condition("Ready")["status"] == "False"
+
+    outcome = finalize()
+    assert not outcome.done
+    assert harness.condition("Progressing")["reason"] == "EndpointDeleting"
+
+    aws.inject_fault("sagemaker", "ListEndpointConfigs", "throttle")
+    try:
+        while harness.condition("Progressing")["reason"] == "EndpointDeleting":
+            outcome = finalize()
+    finally:
+        aws.clear_faults()
+    assert not outcome.done
+    assert harness.status["phase"] == "Deleting"
+    progressing = harness.condition("Progressing")
+    assert progressing["reason"].startswith("AwsThrottl")
+    assert "deleting the endpoint configs, models and packages" in progressing["message"]
+
+    for _ in range(5):
+        if (outcome := finalize()).done:
+            break
+    assert outcome.done
+    assert aws.client("sagemaker").list_endpoint_configs()["EndpointConfigs"] == []

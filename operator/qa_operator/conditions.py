@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from qa_operator.errors import INTERNAL_ERROR, describe_exception
 from qa_operator.plan import State
 
 READY = "Ready"
@@ -53,6 +54,7 @@ def verdict_for(state: State, reason: str, message: str) -> Verdict:
         State.DELETING: ("Deleting", trio("False", "True", "False")),
         State.DELETED: ("Deleted", trio("False", "False", "False")),
         State.READY: ("Ready", trio("True", "False", "False")),
+        State.SERVING_BUSY: ("Ready", trio("True", "True", "False")),
         State.FAILED: ("Failed", trio("False", "False", "True")),
         State.ROLLED_BACK: ("Degraded", trio("False", "False", "True")),
         State.CONFLICT: ("Failed", trio("False", "False", "True")),
@@ -80,9 +82,23 @@ def blocked(reason: str, message: str) -> Verdict:
     )
 
 
-def retrying(reason: str, message: str) -> Verdict:
+def retrying(reason: str, message: str, phase: str = "") -> Verdict:
     """A transient error: only Progressing speaks, Ready keeps what it knew."""
-    return Verdict("", (Condition(PROGRESSING, "True", reason, message),))
+    return Verdict(phase, (Condition(PROGRESSING, "True", reason, message),))
+
+
+def internal_error(exc: BaseException, retry_in: float, phase: str = "") -> Verdict:
+    """An exception no table classifies (a bug, a malformed setting, a failing disk): Degraded,
+    since nothing says it will heal, and Progressing, since it is retried. Ready keeps what it
+    knew: an endpoint that served before still serves."""
+    message = describe_exception(exc)
+    return Verdict(
+        phase,
+        (
+            Condition(PROGRESSING, "True", INTERNAL_ERROR, f"retrying in {retry_in:g}s: {message}"),
+            Condition(DEGRADED, "True", INTERNAL_ERROR, message),
+        ),
+    )
 
 
 def merge_conditions(

@@ -100,12 +100,13 @@ def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> Non
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
-def finalize(body: kopf.Body, retry: int, memo: kopf.Memo, **_: Any) -> None:
+def finalize(body: kopf.Body, patch: kopf.Patch, retry: int, memo: kopf.Memo, **_: Any) -> None:
     reconciler: Reconciler = memo.reconciler
     uid = body.metadata.uid or ""
     with reconciler.lock_for(uid):
         outcome = reconciler.finalize(_resource(body), attempt=retry)
-    _report(outcome, body, None)
+    # Progress goes to status while the finalizer works; once done the object is gone.
+    _report(outcome, body, None if outcome.done else patch)
     if not outcome.done:
         raise _requeue(outcome)
     reconciler.forget(uid)

@@ -7,12 +7,20 @@ its verdict. Every branch is one row of a table test in tests/unit/test_plan.py.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from qa_operator.desired import DesiredState
 
 TRANSITIONAL = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
+# While SageMaker patches or resizes an endpoint it keeps serving the config it had: when that is
+# the desired config, the deployment is Ready, and only waits before changing anything.
+SERVING_TRANSITIONAL = frozenset({"Updating", "SystemUpdating"})
+# Statuses SageMaker does not leave by itself: report them rather than wait on them.
+STUCK = {
+    "OutOfService": "EndpointOutOfService",
+    "UpdateRollbackFailed": "EndpointUpdateRollbackFailed",
+}
 
 
 class Action(enum.Enum):
@@ -33,6 +41,7 @@ class State(enum.Enum):
     UPDATING = "Updating"
     WAITING = "Waiting"
     READY = "Ready"
+    SERVING_BUSY = "ServingBusy"  # serves the desired config while SageMaker works on it
     FAILED = "Failed"
     ROLLED_BACK = "RolledBack"
     CONFLICT = "Conflict"
@@ -159,6 +168,13 @@ def plan_reconcile(desired: DesiredState, observed: Observed, history: History) 
             f"endpoint {endpoint.name} exists in SageMaker but is not managed by this resource; "
             "choose another spec.endpoint.name or delete that endpoint",
         )
+    if endpoint.status in SERVING_TRANSITIONAL and endpoint.config_name == config_name:
+        return Plan(
+            State.SERVING_BUSY,
+            f"Endpoint{endpoint.status}",
+            f"endpoint {endpoint.name} serves config {config_name} while SageMaker reports "
+            f"{endpoint.status}; waiting before any change",
+        )
     if endpoint.status in TRANSITIONAL:
         return Plan(
             State.WAITING,
@@ -167,6 +183,14 @@ def plan_reconcile(desired: DesiredState, observed: Observed, history: History) 
         )
     if endpoint.status == "Failed":
         return _plan_failed(desired, endpoint, history)
+    if endpoint.status in STUCK:
+        return Plan(
+            State.FAILED,
+            STUCK[endpoint.status],
+            f"endpoint {endpoint.name} is {endpoint.status} on config {endpoint.config_name}: "
+            f"{endpoint.failure_reason or 'SageMaker gave no FailureReason'}; it needs attention "
+            "in SageMaker (or delete this resource)",
+        )
     if endpoint.status != "InService":
         return Plan(
             State.WAITING,
@@ -237,6 +261,15 @@ def tag_delta(
         key for key in history.applied_tags if key not in wanted and key in endpoint.tags
     )
     return to_set, to_remove
+
+
+def applied_tags(plan: Plan, user_tags: Iterable[str], history: History) -> tuple[str, ...]:
+    """The user tag keys to record as on the endpoint after this plan's actions: the spec's once
+    the endpoint was created with them or synced to them (Ready), else what was recorded before.
+    Recording them earlier (say, with an update) would forget a removed key before it is removed."""
+    if plan.state is State.READY or Action.CREATE_ENDPOINT in plan.actions:
+        return tuple(sorted(user_tags))
+    return history.applied_tags
 
 
 def _foreign_conflict(desired: DesiredState, observed: Observed) -> Plan | None:

@@ -7,6 +7,7 @@ patch, the events to post, when to look again). kopf's handlers are thin wrapper
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import random
 import threading
 from collections.abc import Callable, Mapping
@@ -30,7 +31,7 @@ from qa_operator.desired import (
     package_key,
     source_key,
 )
-from qa_operator.errors import OperatorError, RetryableError, TerminalError
+from qa_operator.errors import INTERNAL_ERROR, OperatorError, RetryableError, TerminalError
 from qa_operator.images import ImageResolver
 from qa_operator.plan import (
     Action,
@@ -40,6 +41,7 @@ from qa_operator.plan import (
     ObservedEndpoint,
     Plan,
     State,
+    applied_tags,
     plan_delete,
     plan_identity,
     plan_reconcile,
@@ -49,6 +51,7 @@ from qa_operator.settings import OperatorSettings
 from qa_operator.spec import DeploymentSpec, SpecError, parse_spec
 
 AwsClientFactory = Callable[[str, str], Any]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,9 @@ class Outcome:
     message: str = ""
     done: bool = True
     transient_error: bool = False  # requeued because of an error, not to wait on SageMaker
+
+
+DELETING_PHASE = "Deleting"
 
 
 def invocation_url(region: str, endpoint: str) -> str:
@@ -135,9 +141,13 @@ class Reconciler:
         except RetryableError as exc:
             outcome.requeue_after = self.backoff(attempt)
             outcome.transient_error = True
-            if not _already_retrying(resource, exc.reason):
+            if not _already_reported(resource, conditions.PROGRESSING, exc.reason):
                 outcome.events.append(Event("Warning", exc.reason, exc.message))
             return self._finish(resource, outcome, conditions.retrying(exc.reason, exc.message))
+        except Exception as exc:  # the status must tell, whatever went wrong
+            return self._finish(
+                resource, outcome, self._internal_error(resource, exc, outcome, attempt)
+            )
         verdict = conditions.verdict_for(plan.state, plan.reason, plan.message)
         if not plan.settled:
             outcome.requeue_after = self.backoff(attempt)
@@ -174,7 +184,7 @@ class Reconciler:
         self._act(plan, desired, owner, sagemaker, region, outcome, resource.generation)
         if Action.SYNC_TAGS in plan.actions and endpoint is not None:
             self._sync_tags(desired, endpoint, history, sagemaker, outcome)
-        outcome.status["appliedTags"] = sorted(spec.endpoint.tags)
+        outcome.status["appliedTags"] = list(applied_tags(plan, spec.endpoint.tags, history))
         if any(a in plan.actions for a in (Action.CREATE_ENDPOINT, Action.UPDATE_ENDPOINT)):
             endpoint = sagemaker.describe_endpoint(name, owner) or endpoint
         self._record_endpoint(endpoint, outcome)
@@ -399,17 +409,26 @@ class Reconciler:
                 )
             )
             return outcome
+        step = ["looking up the endpoint to delete"]  # what the pass was doing, for errors
         try:
-            return self._finalize(resource, outcome, attempt)
+            return self._finalize(resource, outcome, attempt, step)
         except OperatorError as exc:
             outcome.done = False
             outcome.transient_error = True
             outcome.requeue_after = self.backoff(attempt)
-            outcome.message = exc.message
-            outcome.events.append(Event("Warning", exc.reason, exc.message))
-            return outcome
+            message = f"{step[-1]}: {exc.message}"
+            if not _already_reported(resource, conditions.PROGRESSING, exc.reason):
+                outcome.events.append(Event("Warning", exc.reason, message))
+            verdict = conditions.retrying(exc.reason, message, phase=DELETING_PHASE)
+            return self._finish(resource, outcome, verdict)
+        except Exception as exc:  # the status must tell, whatever went wrong
+            outcome.done = False
+            verdict = self._internal_error(resource, exc, outcome, attempt, phase=DELETING_PHASE)
+            return self._finish(resource, outcome, verdict)
 
-    def _finalize(self, resource: Resource, outcome: Outcome, attempt: int) -> Outcome:
+    def _finalize(
+        self, resource: Resource, outcome: Outcome, attempt: int, step: list[str]
+    ) -> Outcome:
         owner, status = resource.owner, resource.status
         # The recorded endpoint, not the one the spec would name now: a reconcile pass never
         # records another identity (plan_identity), so this is the one that was created.
@@ -424,14 +443,17 @@ class Reconciler:
             region = region or spec.endpoint.region or self.settings.default_region
         sagemaker = SageMakerGateway(self._aws("sagemaker", region))
         plan = plan_delete(sagemaker.describe_endpoint(name, owner))
+        step.append(plan.message)
         if Action.DELETE_ENDPOINT in plan.actions:
             sagemaker.delete_endpoint(name)
             outcome.events.append(Event("Normal", "DeletingEndpoint", plan.message))
         if plan.state is State.DELETING:
             outcome.done = False
-            outcome.message = plan.message
             outcome.requeue_after = self.backoff(attempt)
-            return outcome
+            return self._finish(
+                resource, outcome, conditions.verdict_for(plan.state, plan.reason, plan.message)
+            )
+        step.append(f"deleting the endpoint configs, models and packages of {name}")
         configs = sagemaker.owned_endpoint_configs(name_stem(name), owner)
         models = sagemaker.owned_models(name_stem(name), owner)
         for config in configs:
@@ -451,6 +473,24 @@ class Reconciler:
 
     # -- reporting ---------------------------------------------------------------------------
 
+    def _internal_error(
+        self,
+        resource: Resource,
+        exc: Exception,
+        outcome: Outcome,
+        attempt: int,
+        phase: str = "",
+    ) -> Verdict:
+        """A bug or an unclassified failure: logged with its traceback, reported, retried with a
+        growing delay (never a hot loop), one Warning event per streak."""
+        log.error("unexpected error reconciling %s", resource.owner, exc_info=exc)
+        outcome.requeue_after = self.backoff(attempt)
+        outcome.transient_error = True
+        verdict = conditions.internal_error(exc, outcome.requeue_after, phase)
+        if not _already_reported(resource, conditions.DEGRADED, INTERNAL_ERROR):
+            outcome.events.append(Event("Warning", INTERNAL_ERROR, verdict.conditions[-1].message))
+        return verdict
+
     def _finish(self, resource: Resource, outcome: Outcome, verdict: Verdict) -> Outcome:
         now = self._now().strftime("%Y-%m-%dT%H:%M:%SZ")
         outcome.status["conditions"] = conditions.merge_conditions(
@@ -466,12 +506,10 @@ class Reconciler:
         return outcome
 
 
-def _already_retrying(resource: Resource, reason: str) -> bool:
-    """The status already reports this transient trouble: one Warning event per streak."""
+def _already_reported(resource: Resource, kind: str, reason: str) -> bool:
+    """The status already reports this trouble: one Warning event per streak."""
     return any(
-        c.get("type") == conditions.PROGRESSING
-        and c.get("status") == "True"
-        and c.get("reason") == reason
+        c.get("type") == kind and c.get("status") == "True" and c.get("reason") == reason
         for c in resource.status.get("conditions") or ()
     )
 

@@ -9,10 +9,12 @@ import pytest
 from qa_operator.conditions import (
     Condition,
     blocked,
+    internal_error,
     merge_conditions,
     retrying,
     verdict_for,
 )
+from qa_operator.errors import describe_exception
 from qa_operator.plan import State
 
 T0 = "2024-01-01T00:00:00Z"
@@ -28,6 +30,7 @@ VERDICTS = {
     State.DELETING: ("Deleting", "False", "True", "False"),
     State.DELETED: ("Deleted", "False", "False", "False"),
     State.READY: ("Ready", "True", "False", "False"),
+    State.SERVING_BUSY: ("Ready", "True", "True", "False"),
     State.FAILED: ("Failed", "False", "False", "True"),
     State.ROLLED_BACK: ("Degraded", "False", "False", "True"),
     State.CONFLICT: ("Failed", "False", "False", "True"),
@@ -175,3 +178,58 @@ def test_retrying_leaves_ready_untouched() -> None:
         "observedGeneration": 4,
         "lastTransitionTime": T1,
     }
+
+
+def test_retrying_while_deleting_keeps_the_deleting_phase() -> None:
+    assert retrying("AwsThrottlingException", "slow down", phase="Deleting").phase == "Deleting"
+
+
+def test_an_internal_error_is_degraded_and_progressing_and_leaves_ready_alone() -> None:
+    ready = merge_conditions(
+        [], verdict_for(State.READY, "EndpointInService", "ok").conditions, generation=3, now=T0
+    )
+    verdict = internal_error(ValueError("invalid reference format"), retry_in=7.5)
+    assert verdict.phase == ""
+    merged = {
+        c["type"]: c for c in merge_conditions(ready, verdict.conditions, generation=3, now=T1)
+    }
+    assert merged["Ready"] == ready[0], "an endpoint that served still serves"
+    assert (merged["Degraded"]["status"], merged["Degraded"]["reason"]) == ("True", "InternalError")
+    assert merged["Degraded"]["message"] == "ValueError: invalid reference format"
+    assert merged["Degraded"]["lastTransitionTime"] == T1
+    progressing = merged["Progressing"]
+    assert (progressing["status"], progressing["reason"]) == ("True", "InternalError")
+    assert progressing["message"] == "retrying in 7.5s: ValueError: invalid reference format"
+    assert internal_error(OSError("x"), 1, phase="Deleting").phase == "Deleting"
+
+
+LONG = "x" * 1000
+# exception -> what status may say about it
+DESCRIBED = {
+    "type-and-message": (ValueError("bad image ref"), "ValueError: bad image ref"),
+    "no-message": (RuntimeError(), "RuntimeError"),
+    "os-error": (
+        OSError(28, "No space left on device"),
+        "OSError: [Errno 28] No space left on device",
+    ),
+    "one-line": (KeyError("a\n  b"), "KeyError: 'a\\n b'"),
+    "multi-line": (ValueError("first\n   second"), "ValueError: first second"),
+    "url-credentials": (
+        ValueError("cannot reach https://bob:s3cret@registry.local/v2/"),
+        "ValueError: cannot reach https://***:***@registry.local/v2/",
+    ),
+    "password-pair": (
+        ValueError("login failed password=hunter2"),
+        "ValueError: login failed password=***",
+    ),
+    "token-colon": (ValueError("auth_token: 'abc def'"), "ValueError: auth_token: ***"),
+    "aws-key-id": (ValueError("key AKIAIOSFODNN7EXAMPLE denied"), "ValueError: key *** denied"),
+    "bearer": (ValueError("header Bearer eyJhbGciOi.x.y"), "ValueError: header Bearer ***"),
+    "truncated": (ValueError(LONG), "ValueError: " + "x" * 285 + "..."),
+}
+
+
+@pytest.mark.parametrize(("exc", "described"), list(DESCRIBED.values()), ids=list(DESCRIBED))
+def test_describe_exception(exc: BaseException, described: str) -> None:
+    assert describe_exception(exc) == described
+    assert len(describe_exception(exc)) <= 300

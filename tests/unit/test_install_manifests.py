@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from qa_operator.handlers import GROUP, PLURAL
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 
@@ -37,3 +40,79 @@ def test_the_deployment_runs_as_the_service_account_that_rbac_binds() -> None:
         "name": pod["serviceAccountName"],
         "namespace": "qa-operator",
     } in subjects
+
+
+OPERATOR = Path(__file__).resolve().parents[2] / "operator" / "qa_operator"
+Grants = dict[tuple[str, str], set[str]]
+
+# What kopf itself needs beyond the handlers' resource, whatever the handlers do (kopf 1.45,
+# `kopf run --standalone`: no peering objects).
+KOPF_RUNTIME: dict[tuple[str, str], dict[str, str]] = {
+    ("apiextensions.k8s.io", "customresourcedefinitions"): {
+        "list": "kopf's resource observer lists CRDs to find the served resources",
+        "watch": "... and watches them, so a CRD installed later is noticed without a restart",
+    },
+    ("", "namespaces"): {
+        "list": "with `qa-operator run --namespace PATTERN`, kopf lists namespaces to match it",
+        "watch": "... and watches them for namespaces created later",
+    },
+}
+
+
+def _handler_grants() -> Grants:
+    """The verbs derived from what handlers.py does with the Kubernetes API (through kopf)."""
+    source = (OPERATOR / "handlers.py").read_text()
+    tree = ast.parse(source)
+    watched: set[tuple[str, str]] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and ast.unparse(node.func).startswith(
+            ("kopf.on.", "kopf.timer")
+        ):
+            names = [arg.id for arg in node.args if isinstance(arg, ast.Name)]
+            if names[:1] == ["GROUP"]:
+                watched.add((GROUP, PLURAL))
+    grants: Grants = {}
+    for group, plural in watched:
+        # Handlers and timers are fed by kopf's list+watch; kopf writes its finalizer and its
+        # progress/diff-base annotations with patch (never update, never a plain get).
+        grants[(group, plural)] = {"list", "watch", "patch"}
+        if "patch.status" in source:
+            grants[(group, f"{plural}/status")] = {"patch"}  # the one status patch per pass
+    if "kopf.event(" in source or "settings.posting" in source:
+        grants[("", "events")] = {"create"}  # kopf posts core/v1 Events (not events.k8s.io)
+    return grants
+
+
+def _granted() -> Grants:
+    role = next(doc for doc in _documents() if doc["kind"] == "ClusterRole")
+    grants: Grants = {}
+    for rule in role["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                grants.setdefault((group, resource), set()).update(rule["verbs"])
+    return grants
+
+
+def test_only_handlers_talk_to_kubernetes_so_the_derivation_sees_every_call() -> None:
+    for path in OPERATOR.rglob("*.py"):
+        imported = {
+            alias.name.split(".")[0]
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Import | ast.ImportFrom)
+            for alias in (
+                node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")]
+            )
+        }
+        assert "kubernetes" not in imported, path
+        assert "kopf" not in imported or path.name in ("handlers.py", "cli.py"), path
+
+
+def test_rbac_grants_exactly_the_verbs_the_operator_uses() -> None:
+    used = _handler_grants()
+    for key, verbs in KOPF_RUNTIME.items():
+        used.setdefault(key, set()).update(verbs)
+    granted = _granted()
+    assert granted == used, (
+        f"granted but unused: { {k: granted[k] - used.get(k, set()) for k in granted} }; "
+        f"used but not granted: { {k: used[k] - granted.get(k, set()) for k in used} }"
+    )

@@ -17,6 +17,7 @@ from qa_operator.plan import (
     ObservedEndpoint,
     Plan,
     State,
+    applied_tags,
     plan_delete,
     plan_identity,
     plan_reconcile,
@@ -151,8 +152,30 @@ RECONCILE_ROWS: dict[str, Row] = {
         )
         for status in sorted(TRANSITIONAL)
     },
+    "serving-desired-while-system-updating": Row(
+        seen(endpoint("SystemUpdating")), GEN3, State.SERVING_BUSY, "EndpointSystemUpdating"
+    ),
+    "serving-desired-while-updating": Row(
+        # Someone else's update (capacity, a redeploy): it still serves the desired config.
+        seen(endpoint("Updating")),
+        GEN3,
+        State.SERVING_BUSY,
+        "EndpointUpdating",
+    ),
     "out-of-service": Row(
-        seen(endpoint("OutOfService")), GEN3, State.WAITING, "EndpointNotInService"
+        seen(endpoint("OutOfService")), GEN3, State.FAILED, "EndpointOutOfService"
+    ),
+    "out-of-service-on-other-config": Row(
+        seen(endpoint("OutOfService", OLD)), GEN3, State.FAILED, "EndpointOutOfService"
+    ),
+    "update-rollback-failed": Row(
+        seen(endpoint("UpdateRollbackFailed", OLD, "rollback failed"), model=True, config=True),
+        TRIED3,
+        State.FAILED,
+        "EndpointUpdateRollbackFailed",
+    ),
+    "unknown-status-waits": Row(
+        seen(endpoint("SomethingNew")), GEN3, State.WAITING, "EndpointNotInService"
     ),
     "in-service-on-desired": Row(
         seen(endpoint("InService")),
@@ -322,6 +345,13 @@ def test_messages_say_what_happened() -> None:
     failed = plan_reconcile(DESIRED, seen(endpoint("Failed", WANT)), TRIED3)
     assert "SageMaker gave no FailureReason" in failed.message
 
+    stuck = plan_reconcile(
+        DESIRED, seen(endpoint("UpdateRollbackFailed", OLD, "no capacity")), GEN3
+    )
+    assert "UpdateRollbackFailed" in stuck.message and "no capacity" in stuck.message
+    failed = plan_reconcile(DESIRED, seen(endpoint("OutOfService")), GEN3)
+    assert "SageMaker gave no FailureReason" in failed.message
+
     conflict = plan_reconcile(DESIRED, seen(endpoint("InService", owned=False)), GEN3)
     assert "spec.endpoint.name" in conflict.message
 
@@ -404,6 +434,7 @@ def test_plan_identity(
         (State.WAITING, False),
         (State.DELETING, False),
         (State.DELETED, False),
+        (State.SERVING_BUSY, False),
     ],
 )
 def test_settled(state: State, settled: bool) -> None:
@@ -416,6 +447,7 @@ def test_the_table_reaches_every_reconcile_state() -> None:
         State.UPDATING,
         State.WAITING,
         State.READY,
+        State.SERVING_BUSY,
         State.FAILED,
         State.ROLLED_BACK,
         State.CONFLICT,
@@ -506,6 +538,12 @@ DELETE_ROWS: dict[str, tuple[ObservedEndpoint | None, State, str, tuple[Action, 
     "in-service": (endpoint("InService"), State.DELETING, "DeletingEndpoint", (DE,)),
     "failed": (endpoint("Failed", failure="x"), State.DELETING, "DeletingEndpoint", (DE,)),
     "out-of-service": (endpoint("OutOfService"), State.DELETING, "DeletingEndpoint", (DE,)),
+    "update-rollback-failed": (
+        endpoint("UpdateRollbackFailed"),
+        State.DELETING,
+        "DeletingEndpoint",
+        (DE,),
+    ),
     "absent": (None, State.DELETED, "Deleted", (Action.DELETE_OWNED,)),
     "not-owned": (
         endpoint("InService", owned=False),
@@ -564,3 +602,44 @@ def test_no_tag_action_when_tags_match() -> None:
     )
     plan = plan_reconcile(desired, Observed(endpoint=endpoint), History(generation=1))
     assert Action.SYNC_TAGS not in plan.actions
+
+
+BEFORE = History(generation=2, applied_tags=("cost", "team"))
+NOW = {"team": "search"}
+# plan -> the user tag keys recorded as applied after it
+APPLIED_ROWS: dict[str, tuple[Plan, tuple[str, ...]]] = {
+    "ready-synced": (Plan(State.READY, "R", "m", (Action.SYNC_TAGS,)), ("team",)),
+    "ready-nothing-to-sync": (Plan(State.READY, "R", "m"), ("team",)),
+    "created-with-the-tags": (Plan(State.CREATING, "R", "m", (C, CC, CE)), ("team",)),
+    # The removed key must stay recorded until a Ready pass removes it from the endpoint.
+    "updating": (Plan(State.UPDATING, "R", "m", (C, CC, UE)), ("cost", "team")),
+    "waiting": (Plan(State.WAITING, "R", "m"), ("cost", "team")),
+    "serving-busy": (Plan(State.SERVING_BUSY, "R", "m"), ("cost", "team")),
+    "rolled-back": (Plan(State.ROLLED_BACK, "R", "m"), ("cost", "team")),
+    "failed": (Plan(State.FAILED, "R", "m"), ("cost", "team")),
+    "conflict": (Plan(State.CONFLICT, "R", "m"), ("cost", "team")),
+}
+
+
+@pytest.mark.parametrize(("plan", "recorded"), list(APPLIED_ROWS.values()), ids=list(APPLIED_ROWS))
+def test_applied_tags_are_recorded_only_once_on_the_endpoint(
+    plan: Plan, recorded: tuple[str, ...]
+) -> None:
+    assert applied_tags(plan, NOW, BEFORE) == recorded
+
+
+def test_a_tag_removed_with_an_update_is_removed_once_in_service() -> None:
+    """The story behind the table: update and tag removal in one change."""
+    desired = _desired_with_tags(NOW)
+    old_tags = {**DESIRED.endpoint.tags, "team": "qa", "cost": "1"}
+    updating = ObservedEndpoint("e", "arn", "InService", OLD, tags=old_tags)
+    plan = plan_reconcile(
+        desired, Observed(updating, model_exists=True, config_exists=True), BEFORE
+    )
+    assert plan.actions == (UE,)
+    history = dataclasses.replace(BEFORE, applied_tags=applied_tags(plan, NOW, BEFORE))
+
+    in_service = dataclasses.replace(updating, config_name=desired.config.name)
+    plan = plan_reconcile(desired, Observed(in_service), history)
+    assert Action.SYNC_TAGS in plan.actions
+    assert tag_delta(desired, in_service, history) == ({"team": "search"}, ["cost"])

@@ -10,7 +10,7 @@ apply to every client that talks to it over HTTP, whichever process it lives in.
 """
 
 from .controls import CONTROLS, Controls, Fault, FaultKind, Lifecycle
-from .sagemaker import install
+from .sagemaker import install, set_endpoint_status
 from .server import ExtendedMotoServer
 
 __all__ = [
@@ -21,4 +21,5 @@ __all__ = [
     "FaultKind",
     "Lifecycle",
     "install",
+    "set_endpoint_status",
 ]

@@ -15,6 +15,8 @@ the service returns). `install()` applies them once, in the process that serves 
   Updating -> RollingBack -> InService on the OLD config with FailureReason set, which is what
   the service does when a blue/green update fails. The reference does not forbid updating to the
   config already in use, so that is allowed (a redeploy).
+- `set_endpoint_status()` holds an endpoint in a status SageMaker enters by itself
+  (SystemUpdating, OutOfService, UpdateRollbackFailed) until a test sets another.
 - AddTags adds or overwrites by key (moto appended duplicates); AddTags/ListTags/DeleteTags on an
   ARN that names nothing fail with ValidationException (moto crashed with HTTP 500).
 """
@@ -30,7 +32,7 @@ from typing import Any
 from moto.core.responses import ActionResult
 from moto.core.utils import utcnow
 from moto.sagemaker.exceptions import ValidationError
-from moto.sagemaker.models import FakeEndpoint, SageMakerModelBackend
+from moto.sagemaker.models import FakeEndpoint, SageMakerModelBackend, sagemaker_backends
 from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemaker.utils import arn_formatter
 
@@ -270,6 +272,27 @@ def _update_endpoint_response(self: SageMakerResponse) -> ActionResult:
         endpoint_config_name=self._get_param("EndpointConfigName"),
     )
     return ActionResult({"EndpointArn": arn})
+
+
+def set_endpoint_status(
+    endpoint_name: str,
+    status: str,
+    failure_reason: str | None = None,
+    *,
+    account_id: str = "123456789012",
+    region: str = "us-east-1",
+) -> None:
+    """Put an existing endpoint in `status` until told otherwise, as SageMaker does on its own:
+    `SystemUpdating` (patching, the endpoint serves), `OutOfService`, `UpdateRollbackFailed`;
+    `InService` brings it back. Any transition in flight is dropped. While the status is not
+    InService, UpdateEndpoint is refused as for any in-progress endpoint; DeleteEndpoint works."""
+    backend = sagemaker_backends[account_id][region]
+    with CONTROLS.lock:
+        endpoint = backend.endpoints.get(endpoint_name)
+        if endpoint is None:
+            raise KeyError(f"no endpoint {endpoint_name} in {account_id}/{region}")
+        _transitions.pop(endpoint.arn, None)
+        _finish(endpoint, status, failure_reason)
 
 
 def install() -> None:
