@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from qa_operator.model.packaging import pinned_requirements
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "serving" / "Dockerfile"
 
@@ -107,6 +109,22 @@ def test_image_requirements_match_the_project_pins():
     assert {name: constraints.get(name) for name in image} == image
     torch_version = _arg_value("TORCH_VERSION")
     assert constraints["torch"] == torch_version
+
+
+def test_packages_pin_what_the_serving_image_runs():
+    """The operator image has no torch: packages take their pins from this file, which must
+    name the image's versions."""
+    packaged = {
+        name.lower(): version
+        for name, _, version in (pin.partition("==") for pin in pinned_requirements())
+    }
+    project = dict(
+        line.lower().split("==", 1)
+        for line in (ROOT / "constraints.txt").read_text().split()
+        if "==" in line
+    )
+    assert {"mlflow", "torch", "transformers", "tokenizers", "pandas"} <= packaged.keys()
+    assert {name: project.get(name) for name in packaged} == packaged
 
 
 def _arg_value(name: str) -> str:

@@ -18,7 +18,6 @@ import os
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +29,9 @@ QA_MODEL_CODE = Path(__file__).with_name("qa_model.py")
 FIXED_CREATED = "1970-01-01 00:00:00.000000"
 _CHUNK = 1 << 20
 
-# What the package needs at serving time, pinned to what built it (local build tags stripped:
-# `torch==2.15.0+cu132` is not on any index).
-REQUIREMENT_DISTRIBUTIONS = (
-    "mlflow",
-    "torch",
-    "transformers",
-    "tokenizers",
-    "safetensors",
-    "numpy",
-    "pandas",
-)
+# What the package needs at serving time: the serving image's pins, not the versions installed
+# where it is packaged (the operator image has no torch).
+RUNTIME_REQUIREMENTS = Path(__file__).with_name("runtime-requirements.txt")
 # Files of a HuggingFace snapshot that a package never needs.
 _SKIP_NAMES = {".git", ".gitattributes", ".cache", ".huggingface", "__pycache__"}
 
@@ -55,12 +46,11 @@ class ModelPackage:
 
 
 def pinned_requirements() -> list[str]:
-    """`name==version` for each runtime distribution, without local version tags."""
-    pins = []
-    for name in REQUIREMENT_DISTRIBUTIONS:
-        version = metadata.version(name).split("+", 1)[0]
-        pins.append(f"{name}=={version}")
-    return pins
+    """`name==version` for each distribution the package needs at serving time."""
+    lines = (
+        line.split("#", 1)[0].strip() for line in RUNTIME_REQUIREMENTS.read_text().splitlines()
+    )
+    return [line for line in lines if line]
 
 
 def build_package(
