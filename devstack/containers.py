@@ -4,7 +4,10 @@
   digest and every layer's diff_id, and unpacks it into a root filesystem cached by manifest
   digest (unpacked into a temporary directory, then renamed: a half-unpacked rootfs is never
   used). Layers are streamed (never a whole layer in memory) and applied in order with OCI
-  whiteouts; paths that would leave the root are refused.
+  whiteouts; paths that would leave the root are refused. An image whose first layers (by
+  diff_id) are those of a cached image starts from a hard-linked copy of that rootfs and applies
+  only the rest. The cache is bounded (`max_bytes`, least recently used go first; never a rootfs
+  a running container uses).
 - `ContainerRuntime.run` starts it under bubblewrap: read-only root, fresh /dev, /proc and /tmp,
   the host's network, every other namespace private, no capabilities, the image's user, killed
   with its parent. bubblewrap is preferred over runc (needs an OCI bundle and, rootless, cgroup
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import gzip
 import hashlib
 import io
@@ -66,6 +70,13 @@ _OPAQUE = ".wh..wh..opq"
 _MAX_SYMLINK_HOPS = 40
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _READ_SIZE = 1024 * 1024
+MAX_GB_ENV = "QA_OPERATOR_ROOTFS_CACHE_MAX_GB"
+DEFAULT_MAX_BYTES = 30 * 1024**3
+# Between a pull and the run that follows it, another process's eviction must not take the rootfs.
+DEFAULT_KEEP_RECENT_S = 600.0
+_USE_MARKER = "in-use.lock"  # mtime: last use; a shared flock while a container runs on it
+_EVICTING = ".evicting-"
+_STALE_STAGING_S = 24 * 3600
 
 # SageMaker's hosting contract (https://docs.aws.amazon.com/sagemaker/latest/dg/
 # your-algorithms-inference-code.html): `docker run <image> serve`, the model under
@@ -122,6 +133,10 @@ class UnpackedImage:
     rootfs: Path
     config: dict[str, Any] = field(compare=False)
     from_cache: bool = field(default=False, compare=False)
+    # Layers unpacked by this pull (0 from the cache), and the cached image (manifest digest)
+    # whose rootfs was hard-link-copied to start from, when one was.
+    layers_applied: int = field(default=0, compare=False)
+    based_on: str | None = field(default=None, compare=False)
 
     @property
     def runtime(self) -> RuntimeConfig:
@@ -433,6 +448,32 @@ class _RootWriter:
         with contextlib.suppress(OSError):
             os.utime(path, (mtime, mtime), follow_symlinks=False)
 
+    def copy_tree(self, source: Path) -> None:
+        """Start from `source`'s tree as `cp -al` would: directories made anew, everything else
+        hard-linked. Safe to write over: every write unlinks a path before creating it, so no
+        shared inode is ever modified. Directories stay writable until `finish` gives them the
+        source's modes, owners and times."""
+        stack = [(source, self.root)]
+        while stack:
+            from_dir, to_dir = stack.pop()
+            self._adopt_directory(to_dir, os.stat(from_dir))
+            for entry in os.scandir(from_dir):
+                target = to_dir / entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    target.mkdir(mode=0o700)
+                    stack.append((Path(entry.path), target))
+                else:
+                    os.link(entry.path, target, follow_symlinks=False)
+
+    def _adopt_directory(self, path: Path, stat: os.stat_result) -> None:
+        os.chmod(path, 0o700 | (stat.st_mode & 0o7777))
+        self._directories[str(path)] = (
+            stat.st_mode,
+            stat.st_uid,
+            stat.st_gid,
+            int(stat.st_mtime),
+        )
+
     def finish(self) -> None:
         """Directory modes, owners and times, deepest first, once nothing more is written."""
         for host_path in sorted(self._directories, key=lambda p: p.count("/"), reverse=True):
@@ -441,17 +482,46 @@ class _RootWriter:
                 self._set_attributes(path, *self._directories[host_path])
 
 
+def default_max_bytes() -> float:
+    """$QA_OPERATOR_ROOTFS_CACHE_MAX_GB in GiB (`inf`: no bound), else 30 GiB."""
+    value = os.environ.get(MAX_GB_ENV, "").strip()
+    if not value:
+        return DEFAULT_MAX_BYTES
+    try:
+        gib = float(value)
+    except ValueError:
+        raise ValueError(f"{MAX_GB_ENV}={value!r} is not a number of GiB") from None
+    if gib < 0:
+        raise ValueError(f"{MAX_GB_ENV}={value!r} is negative")
+    return gib * 1024**3
+
+
 class ContainerRuntime:
     """Pulls images into a rootfs cache and runs them under bubblewrap.
 
     `cache_dir` holds one directory per image manifest digest (default: `rootfs` under
-    $QA_OPERATOR_CACHE or ~/.cache/qa-operator), each with `rootfs/`, `config.json` and
-    `manifest.json`.
+    $QA_OPERATOR_CACHE or ~/.cache/qa-operator), each with `rootfs/`, `config.json`,
+    `manifest.json` and `in-use.lock` (its mtime is the last use).
+
+    After each unpack, the least recently used entries are removed until the cache (its regular
+    files, each inode counted once: reused layers are hard links) holds at most `max_bytes`
+    (default $QA_OPERATOR_ROOTFS_CACHE_MAX_GB GiB, else 30 GiB). Never removed: the entry just
+    pulled and the one it started from, entries used in the last `keep_recent_s`, and entries a
+    running container holds (a shared flock on `in-use.lock`, kept by bubblewrap).
     """
 
-    def __init__(self, cache_dir: Path | None = None, *, bwrap: str | None = None) -> None:
+    def __init__(
+        self,
+        cache_dir: Path | None = None,
+        *,
+        bwrap: str | None = None,
+        max_bytes: float | None = None,
+        keep_recent_s: float = DEFAULT_KEEP_RECENT_S,
+    ) -> None:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir("rootfs")
         self._bwrap = bwrap
+        self.max_bytes = default_max_bytes() if max_bytes is None else max_bytes
+        self.keep_recent_s = keep_recent_s
 
     # -- pulling ----------------------------------------------------------------------------
 
@@ -463,6 +533,7 @@ class ContainerRuntime:
         if not config_path.is_file():
             return None
         config = json.loads(config_path.read_text())
+        _mark_used(entry)
         return UnpackedImage(digest=digest, rootfs=entry / "rootfs", config=config, from_cache=True)
 
     def pull(self, reference: str, *, client: RegistryClient | None = None) -> UnpackedImage:
@@ -506,7 +577,11 @@ class ContainerRuntime:
                 return client.get_manifest(repository, entry["digest"])
         raise ImageError(f"{repository}@{index.digest}: the index has no linux/amd64 image")
 
-    def _unpack(self, client: RegistryClient, repository: str, manifest: Manifest) -> UnpackedImage:
+    @staticmethod
+    def _image_parts(
+        client: RegistryClient, repository: str, manifest: Manifest
+    ) -> tuple[list[dict[str, Any]], list[str], bytes, dict[str, Any]]:
+        """The layers, diff_ids, config bytes and parsed config of an image that can run."""
         where = f"{repository}@{manifest.digest}"
         if manifest.media_type not in IMAGE_MANIFESTS:
             raise ImageError(
@@ -528,15 +603,28 @@ class ContainerRuntime:
         diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
         if len(diff_ids) != len(layers):
             raise ImageError(f"{where}: {len(layers)} layers but {len(diff_ids)} diff_ids")
+        return layers, diff_ids, config_bytes, config
 
+    def _unpack(self, client: RegistryClient, repository: str, manifest: Manifest) -> UnpackedImage:
+        where = f"{repository}@{manifest.digest}"
+        layers, diff_ids, config_bytes, config = self._image_parts(client, repository, manifest)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         hex_digest = manifest.digest.removeprefix("sha256:")
         staging = Path(tempfile.mkdtemp(prefix=f".{hex_digest[:12]}-", dir=self.cache_dir))
+        base = self._longest_cached_prefix(diff_ids)
+        reused = 0
         try:
             rootfs = staging / "rootfs"
             rootfs.mkdir()
             writer = _RootWriter(rootfs)
-            for layer, diff_id in zip(layers, diff_ids, strict=True):
+            if base is not None:
+                base_entry, reused = base
+                with _holding(base_entry) as held:  # no eviction while it is copied
+                    if held and (base_entry / "rootfs").is_dir():
+                        writer.copy_tree(base_entry / "rootfs")
+                    else:
+                        base, reused = None, 0
+            for layer, diff_id in zip(layers[reused:], diff_ids[reused:], strict=True):
                 chunks = client.iter_blob(repository, layer["digest"])  # digest checked at end
                 with _uncompressed(chunks, _LAYER_COMPRESSION[layer["mediaType"]]) as stream:
                     hashing = _HashingReader(stream)
@@ -565,7 +653,97 @@ class ContainerRuntime:
             raise
         image = self.cached(manifest.digest)
         assert image is not None
-        return UnpackedImage(image.digest, image.rootfs, image.config, from_cache=False)
+        based_on = None if base is None else "sha256:" + base[0].name
+        self.evict(keep=[manifest.digest] + ([based_on] if based_on else []))
+        return UnpackedImage(
+            image.digest,
+            image.rootfs,
+            image.config,
+            from_cache=False,
+            layers_applied=len(layers) - reused,
+            based_on=based_on,
+        )
+
+    def _longest_cached_prefix(self, diff_ids: Sequence[str]) -> tuple[Path, int] | None:
+        """The cached entry whose layers (diff_ids) are the most leading layers of `diff_ids`,
+        and how many; None when no entry's layers lead them."""
+        best: tuple[Path, int] | None = None
+        for entry in self._entries():
+            try:
+                config = json.loads((entry / "config.json").read_text())
+            except (OSError, ValueError):
+                continue
+            chain = list((config.get("rootfs") or {}).get("diff_ids") or [])
+            if (
+                chain
+                and len(chain) <= len(diff_ids)
+                and list(diff_ids[: len(chain)]) == chain
+                and (best is None or len(chain) > best[1])
+            ):
+                best = (entry, len(chain))
+        return best
+
+    def _entries(self) -> list[Path]:
+        if not self.cache_dir.is_dir():
+            return []
+        return [
+            entry
+            for entry in self.cache_dir.iterdir()
+            if not entry.name.startswith(".") and _DIGEST.fullmatch("sha256:" + entry.name)
+        ]
+
+    def evict(self, *, keep: Sequence[str] = ()) -> list[str]:
+        """Remove least recently used entries until the cache holds at most `max_bytes`; the
+        digests removed. `keep` (manifest digests), entries used in the last `keep_recent_s`
+        and entries a running container holds stay, whatever the bound."""
+        self._remove_leftovers()
+        now = time.time()
+        kept = {digest.removeprefix("sha256:") for digest in keep}
+        holders: dict[tuple[int, int], list[str]] = {}  # inode -> the entries linking it
+        sizes: dict[tuple[int, int], int] = {}
+        last_used: dict[str, float] = {}
+        for entry in self._entries():
+            last_used[entry.name] = _last_used(entry)
+            for inode, size in _regular_files(entry):
+                holders.setdefault(inode, []).append(entry.name)
+                sizes[inode] = size
+        total = sum(sizes.values())
+        evicted: list[str] = []
+        for name in sorted(last_used, key=last_used.__getitem__):
+            if total <= self.max_bytes:
+                break
+            if name in kept or now - last_used[name] < self.keep_recent_s:
+                continue
+            entry = self.cache_dir / name
+            with _holding(entry, exclusive=True) as held:
+                if not held:
+                    continue  # a running container's root
+                doomed = self.cache_dir / f"{_EVICTING}{name}-{os.getpid()}"
+                try:
+                    entry.rename(doomed)
+                except OSError:
+                    continue
+            _remove_tree(doomed)
+            evicted.append("sha256:" + name)
+            for inode, names in holders.items():
+                if name in names:
+                    names.remove(name)
+                    if not names:
+                        total -= sizes[inode]
+        return evicted
+
+    def _remove_leftovers(self) -> None:
+        """What killed pulls and evictions left: partial evictions, day-old staging dirs."""
+        if not self.cache_dir.is_dir():
+            return
+        now = time.time()
+        for entry in self.cache_dir.iterdir():
+            if not entry.name.startswith("."):
+                continue
+            with contextlib.suppress(OSError):
+                stale = now - entry.stat().st_mtime > _STALE_STAGING_S
+                if entry.name.startswith(_EVICTING) or stale:
+                    _remove_tree(entry)
 
     # -- running ----------------------------------------------------------------------------
 
@@ -598,6 +776,9 @@ class ContainerRuntime:
         as in Docker). `env` is merged over the image's Env. `user` ("uid[:gid]" or names from
         the image's /etc/passwd) replaces the image's User. stdout and stderr go to `log_path`.
         """
+        evicted = ContainerError(f"{image.rootfs} was evicted from the cache: pull it again")
+        if not image.rootfs.is_dir():
+            raise evicted
         runtime = image.runtime
         argv = [*(entrypoint if entrypoint is not None else runtime.entrypoint)]
         if command is not None:
@@ -658,9 +839,25 @@ class ContainerRuntime:
         arguments += ["--chdir", workdir, "--clearenv"]
         for name, value in environment.items():
             arguments += ["--setenv", name, value]
-        return Container._start(
-            arguments, argv, log_path=Path(log_path), image=image, stop_timeout=stop_timeout
-        )
+        try:
+            hold = os.open(_mark_used(image.rootfs.parent), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise evicted from None
+        try:
+            # bubblewrap inherits the lock: held for exactly as long as the container runs.
+            fcntl.flock(hold, fcntl.LOCK_SH)
+            if not image.rootfs.is_dir():
+                raise evicted
+            return Container._start(
+                arguments,
+                argv,
+                log_path=Path(log_path),
+                image=image,
+                stop_timeout=stop_timeout,
+                hold_fds=(hold,),
+            )
+        finally:
+            os.close(hold)
 
 
 @dataclass(frozen=True)
@@ -670,6 +867,54 @@ class Mount:
     source: Path
     target: str
     read_only: bool = True
+
+
+def _mark_used(entry: Path) -> Path:
+    """Record a use of a cache entry (the LRU order); its lock file."""
+    marker = entry / _USE_MARKER
+    with contextlib.suppress(OSError):
+        marker.touch()
+    return marker
+
+
+def _last_used(entry: Path) -> float:
+    for path in (entry / _USE_MARKER, entry):
+        with contextlib.suppress(OSError):
+            return path.stat().st_mtime
+    return 0.0
+
+
+@contextlib.contextmanager
+def _holding(entry: Path, *, exclusive: bool = False) -> Iterator[bool]:
+    """A flock on the entry's lock file: shared (blocking) to use it, exclusive (without
+    waiting) to remove it. Yields whether it is held."""
+    try:
+        descriptor = os.open(entry / _USE_MARKER, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB if exclusive else fcntl.LOCK_SH)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(descriptor)
+
+
+def _regular_files(entry: Path) -> Iterator[tuple[tuple[int, int], int]]:
+    """((st_dev, st_ino), size) of every regular file under `entry`."""
+    stack = [str(entry)]
+    while stack:
+        with contextlib.suppress(OSError), os.scandir(stack.pop()) as listing:
+            for item in listing:
+                if item.is_dir(follow_symlinks=False):
+                    stack.append(item.path)
+                elif item.is_file(follow_symlinks=False):
+                    stat = item.stat(follow_symlinks=False)
+                    yield (stat.st_dev, stat.st_ino), stat.st_size
 
 
 def _remove_tree(path: Path) -> None:
@@ -783,6 +1028,7 @@ class Container:
         log_path: Path,
         image: UnpackedImage,
         stop_timeout: float,
+        hold_fds: tuple[int, ...] = (),
     ) -> Container:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         info_read, info_write = os.pipe()
@@ -794,7 +1040,7 @@ class Container:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     env={},
-                    pass_fds=(info_write,),
+                    pass_fds=(info_write, *hold_fds),
                     close_fds=True,
                 )
             os.close(info_write)

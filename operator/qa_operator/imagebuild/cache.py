@@ -3,6 +3,11 @@
 A hit skips pip and compression entirely. Entries are written whole or not at all (built in a
 temporary directory next to them, then renamed), so a build interrupted half-way leaves no
 partial entry and two builds racing for the same key both end up with a complete one.
+
+The layers are bounded by total size (`max_bytes`, default 20 GiB or
+$QA_OPERATOR_BUILD_CACHE_MAX_GB): after each store the least recently used entries go (a hit
+touches its entry's mtime), never one this cache object used nor one used in the last hour by
+another build.
 """
 
 from __future__ import annotations
@@ -25,6 +30,11 @@ from qa_operator.imagebuild.imageconfig import canonical_json
 from qa_operator.registry.layers import Layer
 
 CACHE_ENV = "QA_OPERATOR_CACHE"
+MAX_GB_ENV = "QA_OPERATOR_BUILD_CACHE_MAX_GB"
+DEFAULT_MAX_BYTES = 20 * 1024**3
+# A concurrent build may look a layer up long before it uploads it (the torch layer builds for
+# minutes in between): entries used this recently are kept whatever the bound.
+DEFAULT_KEEP_RECENT_S = 3600.0
 # Part of every key: bump it when the builder changes what it puts in a layer.
 FORMAT_VERSION = 1
 _STALE_WORKDIR_S = 24 * 3600
@@ -35,6 +45,20 @@ log = logging.getLogger(__name__)
 def default_cache_dir() -> Path:
     root = os.environ.get(CACHE_ENV)
     return (Path(root) if root else Path.home() / ".cache" / "qa-operator") / "image-build"
+
+
+def default_max_bytes() -> float:
+    """$QA_OPERATOR_BUILD_CACHE_MAX_GB in GiB (`inf`: no bound), else 20 GiB."""
+    value = os.environ.get(MAX_GB_ENV, "").strip()
+    if not value:
+        return DEFAULT_MAX_BYTES
+    try:
+        gib = float(value)
+    except ValueError:
+        raise ValueError(f"{MAX_GB_ENV}={value!r} is not a number of GiB") from None
+    if gib < 0:
+        raise ValueError(f"{MAX_GB_ENV}={value!r} is negative")
+    return gib * 1024**3
 
 
 def cache_key(inputs: Mapping[str, Any]) -> str:
@@ -50,8 +74,17 @@ class CachedLayer:
 class BuildCache:
     """<root>/layers/<key>/{layer.tar.gz,meta.json}, <root>/bases/<digest>.json, <root>/tmp."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        max_bytes: float | None = None,
+        keep_recent_s: float = DEFAULT_KEEP_RECENT_S,
+    ) -> None:
         self.root = Path(root)
+        self.max_bytes = default_max_bytes() if max_bytes is None else max_bytes
+        self.keep_recent_s = keep_recent_s
+        self._used: set[str] = set()  # keys this object looked up or stored: its build needs them
         self._layers = self.root / "layers"
         self._bases = self.root / "bases"
         self._tmp = self.root / "tmp"
@@ -90,6 +123,9 @@ class BuildCache:
             shutil.rmtree(entry, ignore_errors=True)
             return None
         layer = Layer(path=path, digest=meta["digest"], diff_id=meta["diff_id"], size=meta["size"])
+        self._used.add(key)
+        with contextlib.suppress(OSError):
+            os.utime(entry)  # the LRU order
         return CachedLayer(layer=layer, meta=meta)
 
     def store_layer(self, key: str, layer: Layer, meta: Mapping[str, Any]) -> CachedLayer:
@@ -114,7 +150,39 @@ class BuildCache:
             shutil.rmtree(staging, ignore_errors=True)
         cached = self.layer(key)
         assert cached is not None
+        self.evict()
         return cached
+
+    def evict(self) -> list[str]:
+        """Remove least recently used layers until they total at most `max_bytes`; the keys
+        removed. Kept whatever the bound: what this object used, what was used recently."""
+        now = time.time()
+        entries: list[tuple[float, str, int]] = []  # (last use, key, bytes)
+        total = 0
+        for entry in self._layers.iterdir():
+            try:
+                used = entry.stat().st_mtime
+                size = sum(f.stat().st_size for f in entry.iterdir() if f.is_file())
+            except OSError:
+                continue  # removed meanwhile
+            total += size
+            entries.append((used, entry.name, size))
+        evicted: list[str] = []
+        for used, key, size in sorted(entries):
+            if total <= self.max_bytes:
+                break
+            if key in self._used or now - used < self.keep_recent_s:
+                continue
+            doomed = self._tmp / f"evicted-{key}-{os.getpid()}"
+            try:
+                os.rename(self._layers / key, doomed)
+            except OSError:
+                continue  # evicted or renewed by another build meanwhile
+            shutil.rmtree(doomed, ignore_errors=True)
+            total -= size
+            evicted.append(key)
+            log.info("layer cache: evicted %s (%d bytes, unused for %.0f s)", key, size, now - used)
+        return evicted
 
     def base_facts(self, manifest_digest: str) -> BaseFacts | None:
         path = self._bases / f"{manifest_digest.replace(':', '-')}.json"
