@@ -44,10 +44,11 @@ format: setup
 demo: setup
 	$(PY) -m qa_operator.demo
 
-bench: setup
+bench: setup test-peers
 	$(PY) bench/qa_throughput.py
 	$(PY) bench/linear_kernels.py
 	$(PY) bench/image_push.py
+	$(PY) bench/image_build.py
 
 lock:
 	$(PYTHON) -m venv /tmp/qa-operator-lock && /tmp/qa-operator-lock/bin/pip install -q -U pip==$(PIP_VERSION)
