@@ -44,6 +44,7 @@ from typing import IO, Any, Protocol
 import requests
 
 from devstack.cache import cache_dir as default_cache_dir
+from qa_operator.imagebuild.cache import size_limit_from_env
 from qa_operator.registry.client import (
     DOCKER_MANIFEST,
     INDEX_MEDIA_TYPES,
@@ -484,16 +485,7 @@ class _RootWriter:
 
 def default_max_bytes() -> float:
     """$QA_OPERATOR_ROOTFS_CACHE_MAX_GB in GiB (`inf`: no bound), else 30 GiB."""
-    value = os.environ.get(MAX_GB_ENV, "").strip()
-    if not value:
-        return DEFAULT_MAX_BYTES
-    try:
-        gib = float(value)
-    except ValueError:
-        raise ValueError(f"{MAX_GB_ENV}={value!r} is not a number of GiB") from None
-    if gib < 0:
-        raise ValueError(f"{MAX_GB_ENV}={value!r} is negative")
-    return gib * 1024**3
+    return size_limit_from_env(MAX_GB_ENV, DEFAULT_MAX_BYTES)
 
 
 class ContainerRuntime:

@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 from devstack.cache import cache_dir as default_cache_dir
 from qa_operator.registry.client import DOCKER_MANIFEST, RegistryClient, sha256_digest
-from qa_operator.registry.layers import GZIP_LEVEL, Layer
+from qa_operator.registry.layers import GZIP_LEVEL, HashingWriter, Layer
 
 DEFAULT_PACKAGES = ("python3.11", "ca-certificates", "libgomp1", "libstdc++6", "tzdata")
 DEFAULT_TAG = "bookworm-python3.11"
@@ -481,24 +481,6 @@ def _add_missing_parents(entries: dict[str, _Entry]) -> None:
             parent = posixpath.dirname(parent)
 
 
-class _HashingWriter:
-    """A write-only file object that hashes and counts what passes through it."""
-
-    def __init__(self, target: Any) -> None:
-        self.target = target
-        self.sha = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self.sha.update(data)
-        self.size += len(data)
-        written: int = self.target.write(data)
-        return written
-
-    def flush(self) -> None:
-        self.target.flush()
-
-
 def _tarinfo(path: str, entry: _Entry) -> tarfile.TarInfo:
     info = tarfile.TarInfo(path)
     info.mtime = 0
@@ -520,12 +502,12 @@ def _tarinfo(path: str, entry: _Entry) -> tarfile.TarInfo:
 
 def _write_layer(entries: dict[str, _Entry], out_path: Path) -> Layer:
     with out_path.open("wb") as raw:
-        compressed = _HashingWriter(raw)
+        compressed = HashingWriter(raw)
         gz_target: Any = compressed
         with gzip.GzipFile(
             filename="", mode="wb", fileobj=gz_target, mtime=0, compresslevel=GZIP_LEVEL
         ) as gz:
-            uncompressed = _HashingWriter(gz)
+            uncompressed = HashingWriter(gz)
             tar_target: Any = uncompressed
             with tarfile.open(fileobj=tar_target, mode="w|", format=tarfile.PAX_FORMAT) as tar:
                 for path in sorted(entries):

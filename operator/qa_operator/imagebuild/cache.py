@@ -47,18 +47,23 @@ def default_cache_dir() -> Path:
     return (Path(root) if root else Path.home() / ".cache" / "qa-operator") / "image-build"
 
 
-def default_max_bytes() -> float:
-    """$QA_OPERATOR_BUILD_CACHE_MAX_GB in GiB (`inf`: no bound), else 20 GiB."""
-    value = os.environ.get(MAX_GB_ENV, "").strip()
+def size_limit_from_env(variable: str, default: float) -> float:
+    """A cache bound from `variable`, in GiB (`inf`: no bound); `default` bytes when unset."""
+    value = os.environ.get(variable, "").strip()
     if not value:
-        return DEFAULT_MAX_BYTES
+        return default
     try:
         gib = float(value)
     except ValueError:
-        raise ValueError(f"{MAX_GB_ENV}={value!r} is not a number of GiB") from None
+        raise ValueError(f"{variable}={value!r} is not a number of GiB") from None
     if gib < 0:
-        raise ValueError(f"{MAX_GB_ENV}={value!r} is negative")
+        raise ValueError(f"{variable}={value!r} is negative")
     return gib * 1024**3
+
+
+def default_max_bytes() -> float:
+    """$QA_OPERATOR_BUILD_CACHE_MAX_GB in GiB (`inf`: no bound), else 20 GiB."""
+    return size_limit_from_env(MAX_GB_ENV, DEFAULT_MAX_BYTES)
 
 
 def cache_key(inputs: Mapping[str, Any]) -> str:

@@ -68,7 +68,7 @@ class Layer:
         return self.path.open("rb")
 
 
-class _HashingWriter:
+class HashingWriter:
     """A write-only file object that hashes and counts what passes through it."""
 
     def __init__(self, target: Any) -> None:
@@ -193,7 +193,7 @@ Member = tuple[tarfile.TarInfo, Path | None]  # a tar header, and the file its c
 
 def _write_layer(out_path: Path, members: Iterable[Member], compression: Compression) -> Layer:
     with out_path.open("wb") as raw:
-        compressed = _HashingWriter(raw)
+        compressed = HashingWriter(raw)
         gz: Any  # duck-typed file objects: only write() (and close()) are used
         if compression.block_size is None:
             gz = gzip.GzipFile(
@@ -202,7 +202,7 @@ def _write_layer(out_path: Path, members: Iterable[Member], compression: Compres
         else:
             threads = compression.threads or os.cpu_count() or 1
             gz = _BlockGzipWriter(compressed, compression.level, compression.block_size, threads)
-        uncompressed = _HashingWriter(gz)
+        uncompressed = HashingWriter(gz)
         tar_target: Any = uncompressed
         try:
             with tarfile.open(fileobj=tar_target, mode="w|", format=tarfile.PAX_FORMAT) as tar:
