@@ -470,6 +470,22 @@ def test_an_existing_model_or_config_not_tagged_as_ours_is_a_conflict_never_reus
     assert "CreatingEndpoint" not in harness.events[events:]
 
 
+def test_a_terminal_failure_posts_one_warning_per_generation(harness: Harness) -> None:
+    harness.reconciler = Reconciler(
+        dataclasses.replace(harness.reconciler.settings, serving_image=None),
+        AwsClients(max_attempts=1).client,
+    )
+    for _ in range(3):  # the first pass and two resyncs
+        harness.reconcile()
+    assert harness.condition("Degraded")["reason"] == "NoServingImage"
+    assert harness.events.count("NoServingImage") == 1, harness.events
+
+    harness.change(endpoint={"instanceType": "ml.m5.large", "instanceCount": 2})
+    harness.reconcile()
+    harness.reconcile()
+    assert harness.events.count("NoServingImage") == 2, "a new spec that fails again posts again"
+
+
 def test_an_unexpected_exception_is_reported_as_internal_error_and_retried_with_backoff(
     harness: Harness, aws: Any
 ) -> None:

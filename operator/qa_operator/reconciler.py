@@ -136,7 +136,8 @@ class Reconciler:
         try:
             plan = self._reconcile(resource, spec, outcome)
         except TerminalError as exc:
-            outcome.events.append(Event("Warning", exc.reason, exc.message))
+            if not _already_blocked(resource, exc.reason, exc.message):
+                outcome.events.append(Event("Warning", exc.reason, exc.message))
             return self._finish(resource, outcome, conditions.blocked(exc.reason, exc.message))
         except RetryableError as exc:
             outcome.requeue_after = self.backoff(attempt)
@@ -510,6 +511,19 @@ def _already_reported(resource: Resource, kind: str, reason: str) -> bool:
     """The status already reports this trouble: one Warning event per streak."""
     return any(
         c.get("type") == kind and c.get("status") == "True" and c.get("reason") == reason
+        for c in resource.status.get("conditions") or ()
+    )
+
+
+def _already_blocked(resource: Resource, reason: str, message: str) -> bool:
+    """This generation is already reported blocked for the same cause: resyncs stay quiet, and a
+    new spec that fails again posts again."""
+    if resource.status.get("observedGeneration") != resource.generation:
+        return False
+    return any(
+        c.get("type") == conditions.DEGRADED
+        and c.get("status") == "True"
+        and (c.get("reason"), c.get("message")) == (reason, message)
         for c in resource.status.get("conditions") or ()
     )
 
