@@ -276,11 +276,13 @@ def test_a_long_text_within_the_limits_answers(server: str) -> None:
 
 
 def test_a_client_that_goes_away_stops_the_work(server: str, server_log: Path) -> None:
-    # Within every limit, yet minutes of forward passes at batch_size 1 on 2 busy cores: 4 rows
-    # of 100,000 characters, one token per two characters, about 200 windows each.
+    # Within every limit (about 4 MB), yet thousands of forward passes at batch_size 1: 40 rows
+    # of 100,000 characters, about 200 windows each. Far more work than the second the client
+    # waits before it goes away, on any machine.
     text = ("a " * (LIMITS.max_text_chars // 2))[: LIMITS.max_text_chars]
-    rows = [{"question": "Which letter?", "text": text}] * 4
+    rows = [{"question": "Which letter?", "text": text}] * 40
     body = json.dumps({"dataframe_records": rows, "params": {"batch_size": 1}}).encode()
+    assert len(body) < LIMITS.max_body_bytes
     port = int(server.rsplit(":", 1)[1])
     before = len(ABANDONED.findall(server_log.read_text()))
     with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
@@ -289,16 +291,15 @@ def test_a_client_that_goes_away_stops_the_work(server: str, server_log: Path) -
             + f"Content-Length: {len(body)}\r\n\r\n".encode()
             + body
         )
-        time.sleep(5)  # the server checks the request, tokenizes and runs some batches
+        time.sleep(1)
+    # A deadline for a stuck server, not a timing: the abandoned work itself would take minutes.
     gone = time.monotonic()
     while len(found := ABANDONED.findall(server_log.read_text())) == before:
-        assert time.monotonic() < gone + 30, server_log.read_text()[-4000:]
+        assert time.monotonic() < gone + 180, server_log.read_text()[-4000:]
         time.sleep(0.2)
     done, total = (int(n) for n in found[-1])
     assert done < total
-    started = time.monotonic()
-    predictions(invoke(server, {"question": "Who am I?", "text": TEXT}))
-    assert time.monotonic() - started < 10
+    assert predictions(invoke(server, {"question": "Who am I?", "text": TEXT}))
 
 
 ABANDONED = re.compile(r"request abandoned \(client gone\) after (\d+) of (\d+) batches")
