@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from qa_operator.desired import short_hash
-from qa_operator.errors import RetryableError, TerminalError
+from qa_operator.errors import OperatorError, RetryableError, TerminalError
 from qa_operator.settings import OperatorSettings
 from qa_operator.spec import ImageSettings
 
@@ -29,6 +29,9 @@ ECR_IMAGE = re.compile(
 class ResolvedImage:
     uri: str
     digest: str | None
+    repository: str | None = None  # set when published to the target repository
+    tag: str | None = None
+    pushed: bool = False  # a baked image this resource's package made: its own to delete
 
 
 class ImageResolver:
@@ -97,7 +100,6 @@ class ImageResolver:
         from botocore.exceptions import BotoCoreError, ClientError
 
         from qa_operator.aws.ecr import ecr_registry_client, ensure_repository
-        from qa_operator.aws.errors import as_operator_error
         from qa_operator.registry import client as registry
         from qa_operator.registry.images import UnsupportedImage, publish_image
 
@@ -113,16 +115,56 @@ class ImageResolver:
                 package_dir=package_dir,
                 package_digest=package_digest,
             )
-        except (ClientError, BotoCoreError) as exc:
-            raise as_operator_error(exc, "ECR") from exc
         except UnsupportedImage as exc:
             raise TerminalError("UnsupportedServingImage", str(exc)) from exc
-        except registry.RegistryUnauthorized as exc:
-            raise TerminalError("RegistryUnauthorized", f"registry refused: {exc}") from exc
-        except registry.RegistryNotFound as exc:
-            raise TerminalError("ImageNotFound", f"registry: {exc}") from exc
-        except registry.RegistryUnreachable as exc:
-            raise RetryableError("RegistryUnreachable", f"registry unreachable: {exc}") from exc
-        except registry.RegistryError as exc:
-            raise RetryableError("RegistryError", f"registry: {exc}") from exc
-        return ResolvedImage(uri=ref.uri, digest=ref.digest)
+        except (ClientError, BotoCoreError, registry.RegistryError) as exc:
+            raise _registry_error(exc) from exc
+        return ResolvedImage(
+            uri=ref.uri,
+            digest=ref.digest,
+            repository=repository,
+            tag=ref.tag,
+            pushed=image.mode == "baked",
+        )
+
+    def delete(self, region: str, repository: str, digest: str) -> bool:
+        """Delete a pushed image by its manifest digest; False when it was already gone."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from qa_operator.aws.ecr import ecr_registry_client
+        from qa_operator.aws.errors import aws_call_or_none
+        from qa_operator.registry import client as registry
+
+        ecr = self._ecr_client(region)
+        try:
+            if self._settings.registry_endpoint is None:
+                # ECR itself: its control plane deletes images, whatever its /v2 API allows.
+                found = aws_call_or_none(
+                    "ECR BatchDeleteImage",
+                    lambda: ecr.batch_delete_image(
+                        repositoryName=repository, imageIds=[{"imageDigest": digest}]
+                    ),
+                )
+                return bool(found and found.get("imageIds"))
+            client = ecr_registry_client(ecr, registry_endpoint=self._settings.registry_endpoint)
+            return client.delete_manifest(repository, digest)
+        except (ClientError, BotoCoreError, registry.RegistryError) as exc:
+            raise _registry_error(exc) from exc
+
+
+def _registry_error(exc: Exception) -> OperatorError:
+    """ECR and registry failures in the operator's terms."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from qa_operator.aws.errors import as_operator_error
+    from qa_operator.registry import client as registry
+
+    if isinstance(exc, ClientError | BotoCoreError):
+        return as_operator_error(exc, "ECR")
+    if isinstance(exc, registry.RegistryUnauthorized):
+        return TerminalError("RegistryUnauthorized", f"registry refused: {exc}")
+    if isinstance(exc, registry.RegistryNotFound):
+        return TerminalError("ImageNotFound", f"registry: {exc}")
+    if isinstance(exc, registry.RegistryUnreachable):
+        return RetryableError("RegistryUnreachable", f"registry unreachable: {exc}")
+    return RetryableError("RegistryError", f"registry: {exc}")

@@ -325,3 +325,90 @@ def plan_delete(endpoint: ObservedEndpoint | None) -> Plan:
         "deleted every endpoint config, model and package this resource owned",
         (Action.DELETE_OWNED,),
     )
+
+
+# -- what a clean-up deletes ------------------------------------------------------------------
+
+
+def package_prefixes(
+    current: tuple[str, str] | None, recorded_uris: Iterable[str | None], owner_segment: str
+) -> list[tuple[str, str]]:
+    """The (bucket, prefix) places that hold this owner's packages: the one the current settings
+    name, and the owner prefix of every recorded package URI, so that a bucket or prefix setting
+    changed since the upload orphans nothing. A recorded URI whose path does not end in this
+    owner's segment ("<name>-<uid>") gives no prefix: never list another owner's objects."""
+    places = [current] if current is not None else []
+    for uri in recorded_uris:
+        if not uri or not uri.startswith("s3://"):
+            continue
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        # "<owner prefix><digest>/model.tar.gz"
+        owner_dir = key.rsplit("/", 2)[0]
+        if bucket and key.count("/") >= 2 and owner_dir.rsplit("/", 1)[-1] == owner_segment:
+            places.append((bucket, owner_dir + "/"))
+    return sorted(set(places))
+
+
+def packages_to_delete(
+    listed: Iterable[tuple[str, str]], recorded_uris: Iterable[str | None], keep: str | None
+) -> list[tuple[str, str]]:
+    """(bucket, key) objects to delete: those listed under the owner's prefixes and every recorded
+    package URI, except the package still served (`keep`, an s3:// URI)."""
+    doomed = set(listed)
+    for uri in recorded_uris:
+        if uri and uri.startswith("s3://"):
+            bucket, _, key = uri.removeprefix("s3://").partition("/")
+            if bucket and key:
+                doomed.add((bucket, key))
+    if keep:
+        bucket, _, key = keep.removeprefix("s3://").partition("/")
+        doomed.discard((bucket, key))
+    return sorted(doomed)
+
+
+BAKED_TAG_PREFIX = "pkg-"
+
+
+@dataclass(frozen=True)
+class PushedImage:
+    repository: str
+    digest: str
+
+
+def pushed_image(recorded: Mapping[str, object]) -> PushedImage | None:
+    """The baked image this resource recorded pushing (status.image), the only kind of image it
+    ever deletes: a shared `s3`-mode serving image, or a record from before pushes were recorded,
+    gives None. Another resource baking the same package into the same repository gets the same
+    digest: deleting one deletes the image under the other (a known limit, see the README)."""
+    repository, digest, tag = (recorded.get(k) for k in ("repository", "digest", "tag"))
+    if recorded.get("pushed") is not True or not isinstance(tag, str):
+        return None
+    if not tag.startswith(BAKED_TAG_PREFIX) or not isinstance(repository, str) or not repository:
+        return None
+    if not isinstance(digest, str) or not digest.startswith("sha256:"):
+        return None
+    return PushedImage(repository, digest)
+
+
+def superseded_image(
+    previous: Mapping[str, object], current: Mapping[str, object]
+) -> PushedImage | None:
+    """The baked image a new one replaces: pushed by this resource, and not the one it serves."""
+    old = pushed_image(previous)
+    if old is None or old.digest == current.get("digest"):
+        return None
+    return old
+
+
+def images_to_delete(
+    superseded: Iterable[Mapping[str, object]], current: Mapping[str, object], *, finalizing: bool
+) -> list[PushedImage]:
+    """The recorded baked images to delete: superseded ones, never the image still served, and
+    on delete the served one too."""
+    records = [*superseded, current] if finalizing else list(superseded)
+    served = current.get("digest")
+    found = [pushed_image(r) for r in records]
+    return sorted(
+        {i for i in found if i is not None and (finalizing or i.digest != served)},
+        key=lambda i: (i.repository, i.digest),
+    )

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from qa_operator.registry.client import DOCKER_MANIFEST, RegistryClient
-from support.e2e import apply, deployment, wait_ready
+from support.e2e import apply, deployment, get, wait_for, wait_ready
 from support.images import Images
 
 pytestmark = pytest.mark.e2e
@@ -57,3 +57,16 @@ def test_baked_and_s3_modes_reach_ready_with_image_digests(
     assert pulled.config["config"]["ExposedPorts"] == {"8080/tcp": {}}
     repositories = aws.client("ecr").describe_repositories()["repositories"]
     assert [r["repositoryName"] for r in repositories] == ["qa-serving"]
+
+    # The baked image goes with its resource (status.image survives the API server's schema);
+    # the shared image stays.
+    assert baked_status["image"]["pushed"] is True
+    for name in ("baked", "shared"):
+        kube_cluster.kubectl("delete", "qamd", name, "-n", namespace, "--wait=false")
+    wait_for(
+        "both released",
+        lambda: all(get(kube_cluster, namespace, name) is None for name in ("baked", "shared")),
+        operator=operator,
+    )
+    assert client.manifest_digest("qa-serving", digest) is None
+    assert client.manifest_digest("qa-serving", base.image_digest) == base.image_digest

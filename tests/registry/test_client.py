@@ -93,6 +93,31 @@ def test_manifest_put_get_by_tag_and_digest(oci_registry, media_type):
         assert (manifest.media_type, manifest.body, manifest.digest) == (media_type, body, digest)
 
 
+def test_delete_manifest_by_digest_removes_it_and_its_tag(oci_registry):
+    client = RegistryClient(oci_registry.url)
+    config = b"{}"
+    client.upload_blob("c/del", sha256_digest(config), config)
+    body = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": sha256_digest(config),
+                "size": 2,
+            },
+            "layers": [],
+        }
+    ).encode()
+    digest = client.put_manifest("c/del", "pkg-0123456789ab", body, OCI_MANIFEST)
+
+    assert client.delete_manifest("c/del", digest) is True
+
+    assert client.manifest_digest("c/del", digest) is None
+    assert client.manifest_digest("c/del", "pkg-0123456789ab") is None
+    assert client.delete_manifest("c/del", digest) is False
+
+
 def test_missing_things_are_classified_not_found(oci_registry):
     client = RegistryClient(oci_registry.url)
     with pytest.raises(RegistryNotFound):

@@ -16,11 +16,17 @@ from qa_operator.plan import (
     Observed,
     ObservedEndpoint,
     Plan,
+    PushedImage,
     State,
     applied_tags,
+    images_to_delete,
+    package_prefixes,
+    packages_to_delete,
     plan_delete,
     plan_identity,
     plan_reconcile,
+    pushed_image,
+    superseded_image,
     tag_delta,
 )
 from qa_operator.spec import parse_spec
@@ -643,3 +649,106 @@ def test_a_tag_removed_with_an_update_is_removed_once_in_service() -> None:
     plan = plan_reconcile(desired, Observed(in_service), history)
     assert Action.SYNC_TAGS in plan.actions
     assert tag_delta(desired, in_service, history) == ({"team": "search"}, ["cost"])
+
+
+# -- clean-up: what is deleted ------------------------------------------------------------------
+
+SEGMENT = "squad-qa-uid-1"
+PKG = "s3://old-bucket/old/team-a/squad-qa-uid-1/sha256-aa/model.tar.gz"
+
+
+@pytest.mark.parametrize(
+    ("current", "recorded", "places"),
+    [
+        (("b", "p/team-a/squad-qa-uid-1/"), [], [("b", "p/team-a/squad-qa-uid-1/")]),
+        (None, [None], []),
+        (
+            ("b", "p/team-a/squad-qa-uid-1/"),
+            [PKG, PKG],
+            [("b", "p/team-a/squad-qa-uid-1/"), ("old-bucket", "old/team-a/squad-qa-uid-1/")],
+        ),
+        # Not under this owner's segment: never listed (only its exact URI would be deleted).
+        (None, ["s3://b/p/team-a/other-uid-2/sha256-aa/model.tar.gz"], []),
+        (None, ["s3://b/model.tar.gz", "file:///x/y/z", ""], []),
+    ],
+)
+def test_package_prefixes(
+    current: tuple[str, str] | None,
+    recorded: list[str | None],
+    places: list[tuple[str, str]],
+) -> None:
+    assert package_prefixes(current, recorded, SEGMENT) == places
+
+
+@pytest.mark.parametrize(
+    ("listed", "recorded", "keep", "doomed"),
+    [
+        ([], [], None, []),
+        ([("b", "k1"), ("b", "k2")], [], "s3://b/k2", [("b", "k1")]),
+        ([("b", "k1")], [PKG, None], None, [("b", "k1"), ("old-bucket", PKG[16:])]),
+        ([], ["s3://b/k1"], "s3://b/k1", []),
+        ([("b", "k1")], ["s3://b/k1"], None, [("b", "k1")]),
+    ],
+)
+def test_packages_to_delete(
+    listed: list[tuple[str, str]],
+    recorded: list[str | None],
+    keep: str | None,
+    doomed: list[tuple[str, str]],
+) -> None:
+    assert packages_to_delete(listed, recorded, keep) == doomed
+
+
+D1, D2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+BAKED = {"repository": "qa", "digest": D1, "tag": "pkg-111111111111", "pushed": True}
+
+
+@pytest.mark.parametrize(
+    ("recorded", "image"),
+    [
+        (BAKED, PushedImage("qa", D1)),
+        ({**BAKED, "pushed": False}, None),  # s3 mode: the shared serving image
+        ({k: v for k, v in BAKED.items() if k != "pushed"}, None),  # recorded before pushes were
+        ({**BAKED, "tag": "latest"}, None),
+        ({**BAKED, "repository": None}, None),
+        ({**BAKED, "digest": None}, None),
+        ({}, None),
+    ],
+)
+def test_pushed_image(recorded: dict[str, object], image: PushedImage | None) -> None:
+    assert pushed_image(recorded) == image
+
+
+@pytest.mark.parametrize(
+    ("previous", "current", "superseded"),
+    [
+        (BAKED, {**BAKED, "digest": D2}, PushedImage("qa", D1)),
+        (BAKED, BAKED, None),
+        (BAKED, {"digest": D1, "pushed": False}, None),  # same image, now shared: keep it
+        (BAKED, {"digest": None, "pushed": False}, PushedImage("qa", D1)),
+        ({**BAKED, "pushed": False}, {**BAKED, "digest": D2}, None),
+    ],
+)
+def test_superseded_image(
+    previous: dict[str, object], current: dict[str, object], superseded: PushedImage | None
+) -> None:
+    assert superseded_image(previous, current) == superseded
+
+
+@pytest.mark.parametrize(
+    ("superseded", "current", "finalizing", "doomed"),
+    [
+        ([BAKED], {**BAKED, "digest": D2}, False, [PushedImage("qa", D1)]),
+        ([BAKED], {**BAKED, "digest": D2}, True, [PushedImage("qa", D1), PushedImage("qa", D2)]),
+        ([BAKED], BAKED, False, []),  # reverted to it: it is served again
+        ([BAKED, BAKED], BAKED, True, [PushedImage("qa", D1)]),
+        ([], {**BAKED, "pushed": False}, True, []),
+    ],
+)
+def test_images_to_delete(
+    superseded: list[dict[str, object]],
+    current: dict[str, object],
+    finalizing: bool,
+    doomed: list[PushedImage],
+) -> None:
+    assert images_to_delete(superseded, current, finalizing=finalizing) == doomed

@@ -67,3 +67,30 @@ class PackageStore:
                     Bucket=bucket, Delete={"Objects": c, "Quiet": True}
                 ),
             )
+
+    def abort_uploads(self, bucket: str, prefix: str) -> int:
+        """Abort the multipart uploads left under `prefix` (their parts are billed until then)."""
+        aborted = 0
+        markers: dict[str, Any] = {}
+        while True:
+            page = aws_call(
+                "ListMultipartUploads",
+                lambda m=markers: self._client.list_multipart_uploads(  # type: ignore[misc]
+                    Bucket=bucket, Prefix=prefix, **m
+                ),
+            )
+            for upload in page.get("Uploads", []):
+                key, upload_id = upload["Key"], upload["UploadId"]
+                aws_call_or_none(
+                    "AbortMultipartUpload",
+                    lambda k=key, u=upload_id: self._client.abort_multipart_upload(  # type: ignore[misc]
+                        Bucket=bucket, Key=k, UploadId=u
+                    ),
+                )
+                aborted += 1
+            if not page.get("IsTruncated"):
+                return aborted
+            markers = {
+                "KeyMarker": page.get("NextKeyMarker", ""),
+                "UploadIdMarker": page.get("NextUploadIdMarker", ""),
+            }

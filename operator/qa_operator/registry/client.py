@@ -463,3 +463,15 @@ class RegistryClient:
             what=f"manifest {repository}:{reference}",
         ).close()
         return digest
+
+    def delete_manifest(self, repository: str, digest: str) -> bool:
+        """Delete a manifest by digest (every tag on it goes too); False when it was not there."""
+        response = self._request(
+            "DELETE",
+            f"/v2/{repository}/manifests/{digest}",
+            scope=self._scope(repository, "pull,push,delete"),
+            ok=(200, 202, 404),
+            what=f"manifest {repository}@{digest}",
+        )
+        response.close()
+        return response.status_code != 404
