@@ -13,6 +13,7 @@ import pytest
 from qa_operator.artifacts import ModelPackager
 from qa_operator.aws.clients import AwsClients
 from qa_operator.errors import TerminalError
+from qa_operator.model.limits import SERVING_LIMITS_KEY, ServingLimits
 from qa_operator.spec import parse_spec
 
 pytestmark = pytest.mark.e2e
@@ -60,9 +61,11 @@ def _upload(aws: Any, directory: Path, prefix: str) -> str:
     return f"s3://sources/{prefix}/"
 
 
-def _packager(work: Path) -> ModelPackager:
+def _packager(work: Path, limits: ServingLimits | None = None) -> ModelPackager:
     clients = AwsClients(max_attempts=1)
-    return ModelPackager(work, max_concurrent=2, s3_client=lambda r: clients.client("s3", r))
+    return ModelPackager(
+        work, max_concurrent=2, s3_client=lambda r: clients.client("s3", r), limits=limits
+    )
 
 
 def _spec(uri: str, max_seq_length: int = 128) -> Any:
@@ -166,3 +169,39 @@ def test_a_slow_vocabulary_that_converts_to_a_fast_tokenizer_is_accepted(
     uri = _upload(sources, model, "vocab-only")
     prepared = _packager(tmp_path / "work").prepare(_spec(uri), "us-east-1")
     assert (prepared.package_dir / "artifacts" / "model" / "vocab.txt").is_file()
+
+
+def _model_config(package_dir: Path) -> dict[str, Any]:
+    """MLflow writes the model_config into MLmodel as the pyfunc flavor's `config`."""
+    import yaml
+
+    mlmodel = yaml.safe_load((package_dir / "MLmodel").read_text())
+    config: dict[str, Any] = mlmodel["flavors"]["python_function"]["config"]
+    return config
+
+
+def test_the_operators_serving_limits_are_in_the_package_and_its_key(
+    model_uri: str, tmp_path: Path
+) -> None:
+    limits = ServingLimits(max_rows=8, max_json_depth=5)
+    default = _packager(tmp_path).prepare(_spec(model_uri), "us-east-1")
+    limited_packager = _packager(tmp_path, limits)
+    limited = limited_packager.prepare(_spec(model_uri), "us-east-1")
+    assert _model_config(limited.package_dir)[SERVING_LIMITS_KEY] == limits.to_dict()
+    assert SERVING_LIMITS_KEY not in _model_config(default.package_dir)
+    assert limited.digest != default.digest
+    assert limited.package_dir.parent.name == limited_packager.key(_spec(model_uri))
+    assert default.package_dir.parent != limited.package_dir.parent
+
+
+def test_default_limits_leave_the_package_and_its_key_unchanged(
+    model_uri: str, tiny_qa_model_dir: Path, tmp_path: Path
+) -> None:
+    from qa_operator.desired import source_key
+    from qa_operator.model import packaging
+
+    prepared = _packager(tmp_path / "work", ServingLimits()).prepare(_spec(model_uri), "us-east-1")
+    spec = _spec(model_uri)
+    before = packaging.build_package(tiny_qa_model_dir, tmp_path / "before", spec.inference)
+    assert prepared.digest == before.digest
+    assert prepared.package_dir.parent.name == source_key(spec)

@@ -13,9 +13,12 @@ import pytest
 
 from qa_operator.aws.clients import AwsClients
 from qa_operator.desired import Owner
+from qa_operator.images import ImageResolver
 from qa_operator.reconciler import Outcome, Reconciler, Resource
+from qa_operator.registry.client import DOCKER_MANIFEST, RegistryClient
 from qa_operator.settings import OperatorSettings
 from support.e2e import PACKAGE_BUCKET, ROLE_ARN, SERVING_IMAGE
+from support.images import Images
 from support.moto_ext import set_endpoint_status
 
 pytestmark = pytest.mark.e2e
@@ -634,3 +637,123 @@ def test_deletion_reports_each_step_in_status(harness: Harness, aws: Any) -> Non
             break
     assert outcome.done
     assert aws.client("sagemaker").list_endpoint_configs()["EndpointConfigs"] == []
+
+
+def _finalize(harness: Harness) -> Outcome:
+    for _ in range(10):
+        outcome = harness.apply(harness.reconciler.finalize(harness.resource()))
+        if outcome.done:
+            return outcome
+    raise AssertionError(f"finalize never finished: {harness.status}")
+
+
+def test_delete_removes_packages_where_they_were_recorded_not_where_settings_now_say(
+    harness: Harness, aws: Any
+) -> None:
+    harness.converge()
+    uri = harness.status["modelPackage"]["uri"]
+    assert uri.startswith(f"s3://{PACKAGE_BUCKET}/qa-operator/")
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="elsewhere")
+    harness.reconciler = Reconciler(
+        dataclasses.replace(harness.reconciler.settings, bucket="elsewhere", bucket_prefix="new"),
+        AwsClients(max_attempts=1).client,
+    )
+
+    _finalize(harness)
+
+    assert s3.list_objects_v2(Bucket=PACKAGE_BUCKET).get("Contents", []) == []
+
+
+def test_delete_aborts_unfinished_uploads_under_the_resource_prefix_only(
+    harness: Harness, aws: Any
+) -> None:
+    harness.converge()
+    own = harness.status["modelPackage"]["uri"].removeprefix(f"s3://{PACKAGE_BUCKET}/")
+    s3 = aws.client("s3")
+    s3.create_multipart_upload(Bucket=PACKAGE_BUCKET, Key=own.replace("model.tar", "next.tar"))
+    other = f"qa-operator/{OWNER.namespace}/someone-else/sha256-00/model.tar.gz"
+    s3.create_multipart_upload(Bucket=PACKAGE_BUCKET, Key=other)
+
+    _finalize(harness)
+
+    uploads = s3.list_multipart_uploads(Bucket=PACKAGE_BUCKET).get("Uploads", [])
+    assert [u["Key"] for u in uploads] == [other]
+
+
+def test_baked_images_this_resource_pushed_are_deleted_on_supersede_and_delete(
+    harness: Harness, aws: Any, oci_registry: Any
+) -> None:
+    registry = RegistryClient(oci_registry.url)
+    base = Images().push_base(registry, "serving-base", "1.0", media_type=DOCKER_MANIFEST)
+    harness.reconciler = _with_registry(
+        harness, oci_registry.url, f"{oci_registry.host}/serving-base:1.0"
+    )
+    harness.change(image={"mode": "baked"})
+    harness.converge()
+    first = harness.status["image"]
+    assert (first["repository"], first["pushed"]) == ("qa-serving", True)
+    assert first["tag"].startswith("pkg-")
+    assert registry.manifest_digest("qa-serving", first["digest"]) is not None
+
+    harness.change(
+        model={**harness.spec["model"], "inference": {"maxSeqLength": 96, "docStride": 32}}
+    )
+    harness.converge()
+    second = harness.status["image"]
+    assert second["digest"] != first["digest"]
+    assert registry.manifest_digest("qa-serving", first["digest"]) is None
+    assert registry.manifest_digest("qa-serving", first["tag"]) is None
+    assert registry.manifest_digest("qa-serving", second["digest"]) is not None
+    assert "supersededImages" not in harness.status
+
+    _finalize(harness)
+
+    assert registry.manifest_digest("qa-serving", second["digest"]) is None
+    assert registry.manifest_digest("serving-base", "1.0") == base.image_digest
+
+
+def test_the_shared_s3_mode_serving_image_is_never_deleted(
+    harness: Harness, aws: Any, oci_registry: Any
+) -> None:
+    registry = RegistryClient(oci_registry.url)
+    base = Images().push_base(registry, "serving-base", "1.0", media_type=DOCKER_MANIFEST)
+    harness.reconciler = _with_registry(
+        harness, oci_registry.url, f"{oci_registry.host}/serving-base:1.0"
+    )
+    harness.converge()
+    assert harness.status["image"]["digest"] == base.image_digest
+    assert harness.status["image"]["pushed"] is False
+
+    _finalize(harness)
+
+    assert registry.manifest_digest("qa-serving", base.image_digest) == base.image_digest
+
+
+def test_without_a_registry_endpoint_images_are_deleted_through_ecr(aws: Any) -> None:
+    ecr = aws.client("ecr")
+    ecr.create_repository(repositoryName="qa-baked")
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": DOCKER_MANIFEST,
+            "config": {
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+                "digest": "sha256:" + "2" * 64,
+                "size": 2,
+            },
+            "layers": [],
+        }
+    )
+    pushed = ecr.put_image(repositoryName="qa-baked", imageManifest=manifest, imageTag="pkg-1")
+    digest = pushed["image"]["imageId"]["imageDigest"]
+    images = ImageResolver(
+        OperatorSettings(default_region="us-east-1"),
+        lambda region: aws.client("ecr"),
+    )
+
+    assert images.delete("us-east-1", "qa-baked", digest) is True
+
+    assert ecr.describe_images(repositoryName="qa-baked")["imageDetails"] == []
+    assert images.delete("us-east-1", "qa-baked", digest) is False
+    assert images.delete("us-east-1", "no-such-repository", digest) is False

@@ -8,22 +8,36 @@ A source is checked before it is packaged (a QA architecture with a fast tokeniz
 model with the QA signature). A failure that only another source can fix is remembered the same
 way, in `<key>.failed.json` beside the packages: later passes raise it again without fetching,
 until the spec names another source (a new key) or someone deletes the marker.
+
+Every package carries the operator's serving limits (QA_OPERATOR_SERVING_*), and they are part
+of the key unless they are the defaults. The cache is bounded: after a package is prepared, the
+least recently used package directories and hub downloads go until the work dir fits
+`max_bytes`; serving an entry from the cache marks it used (its mtime).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import shutil
+import stat
 import tempfile
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from qa_operator.desired import source_key
 from qa_operator.errors import OperatorError, RetryableError, TerminalError
 from qa_operator.model import validation
+from qa_operator.model.limits import ServingLimits
+from qa_operator.settings import DEFAULT_WORK_DIR_MAX_BYTES
 from qa_operator.spec import DeploymentSpec, HuggingFaceSource, MlflowSource, S3Source
 
 # Exceptions of huggingface_hub and requests, by name so that this module imports neither.
@@ -37,6 +51,11 @@ _MISSING_MODEL = {
 # Terminal failures about what the source holds: fetching it again gives the same answer. Others
 # (access denied, a missing tracking URI) are cheap to hit and fixed outside the spec: not kept.
 _REMEMBERED_REASONS = {"InvalidModel", "ModelNotFound", "PackagingFailed"}
+# Another reconcile may still be uploading or building an image from an entry it was just
+# handed, after prepare() returned and its key lock was released.
+DEFAULT_KEEP_RECENT_SECONDS = 600.0
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -54,12 +73,28 @@ class ModelPackager:
         *,
         max_concurrent: int,
         s3_client: Callable[[str], Any],
+        limits: ServingLimits | None = None,
+        max_bytes: int | None = DEFAULT_WORK_DIR_MAX_BYTES,
+        keep_recent_seconds: float = DEFAULT_KEEP_RECENT_SECONDS,
     ) -> None:
+        """`limits`: written into every package built here; `max_bytes`: the bound on packages
+        and hub downloads together (None: unbounded); entries used within `keep_recent_seconds`
+        are kept even above the bound."""
         self._root = work_dir / "packages"
+        self._hub = work_dir / "huggingface"
         self._slots = threading.BoundedSemaphore(max_concurrent)
         self._s3_client = s3_client
+        self._limits = limits
+        self._max_bytes = max_bytes
+        self._keep_recent_seconds = keep_recent_seconds
         self._key_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._hub_in_use: Counter[str] = Counter()
+        self._evicting = threading.Lock()
+
+    def key(self, spec: DeploymentSpec) -> str:
+        """The cache key of the package for `spec` (what the reconciler records as sourceKey)."""
+        return source_key(spec, self._limits)
 
     def _lock_for(self, key: str) -> threading.Lock:
         """Two resources with the same source package it once, not twice at the same time."""
@@ -68,34 +103,41 @@ class ModelPackager:
 
     def prepare(self, spec: DeploymentSpec, region: str) -> PreparedPackage:
         _check_applicable(spec)
-        key = source_key(spec)
+        key = self.key(spec)
         home = self._root / key
         failure = self._root / f"{key}.failed.json"
-        cached = self._cached(home)
-        if cached is not None:
-            return cached
-        _raise_remembered(failure)
-        with self._lock_for(key), self._slots:
+        # The key lock also keeps eviction from removing the entry while it is read.
+        with self._lock_for(key):
             cached = self._cached(home)
             if cached is not None:
+                _touch(home)
                 return cached
             _raise_remembered(failure)
-            home.parent.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=home.name + ".", dir=home.parent))
-            try:
-                prepared = self._package(spec, region, staging)
-                shutil.rmtree(home, ignore_errors=True)
-                staging.rename(home)
-            except OperatorError as exc:
-                shutil.rmtree(staging, ignore_errors=True)
-                _remember(failure, exc, describe_source(spec))
-                raise
-            except Exception as exc:
-                shutil.rmtree(staging, ignore_errors=True)
-                error = _classify(exc, describe_source(spec))
-                _remember(failure, error, describe_source(spec))
-                raise error from exc
-            return self._relocated(prepared, staging, home)
+            with self._slots:
+                prepared = self._prepare(spec, region, home, failure)
+        self.evict(keep={key})
+        return prepared
+
+    def _prepare(
+        self, spec: DeploymentSpec, region: str, home: Path, failure: Path
+    ) -> PreparedPackage:
+        home.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=home.name + ".", dir=home.parent))
+        try:
+            prepared = self._package(spec, region, staging)
+            shutil.rmtree(home, ignore_errors=True)
+            staging.rename(home)
+            _touch(home)
+        except OperatorError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            _remember(failure, exc, describe_source(spec))
+            raise
+        except Exception as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            error = _classify(exc, describe_source(spec))
+            _remember(failure, error, describe_source(spec))
+            raise error from exc
+        return self._relocated(prepared, staging, home)
 
     def _package(self, spec: DeploymentSpec, region: str, staging: Path) -> PreparedPackage:
         from qa_operator.model import packaging, sources
@@ -108,20 +150,24 @@ class ModelPackager:
             _require_valid(spec, _mlflow_model_problem(fetched))
             package = packaging.load_package(fetched)
         else:
-            if isinstance(source, HuggingFaceSource):
-                model_dir = sources.fetch_huggingface(
-                    source.model_id, source.revision, self._root.parent / "huggingface"
-                )
-            else:
-                assert isinstance(source, S3Source)
-                model_dir = sources.fetch_s3(
-                    source.uri, staging / "source", self._s3_client(region)
-                )
-            _require_valid(spec, _huggingface_model_problem(model_dir))
-            try:
-                package = packaging.build_package(model_dir, staging / "package", spec.inference)
-            except ValueError as exc:
-                raise TerminalError("InvalidModel", f"cannot package the model: {exc}") from exc
+            with self._hub_download(source):
+                if isinstance(source, HuggingFaceSource):
+                    model_dir = sources.fetch_huggingface(
+                        source.model_id, source.revision, self._hub
+                    )
+                    _touch(model_dir.parents[1])  # <hub>/models--org--name/snapshots/<revision>
+                else:
+                    assert isinstance(source, S3Source)
+                    model_dir = sources.fetch_s3(
+                        source.uri, staging / "source", self._s3_client(region)
+                    )
+                _require_valid(spec, _huggingface_model_problem(model_dir))
+                try:
+                    package = packaging.build_package(
+                        model_dir, staging / "package", spec.inference, limits=self._limits
+                    )
+                except ValueError as exc:
+                    raise TerminalError("InvalidModel", f"cannot package the model: {exc}") from exc
         archive = staging / "model.tar.gz"
         archive_digest = packaging.write_archive(package, archive)
         record = {
@@ -131,6 +177,83 @@ class ModelPackager:
         }
         (staging / "package.json").write_text(json.dumps(record))
         return PreparedPackage(package.digest, package.path, archive, archive_digest)
+
+    @contextmanager
+    def _hub_download(self, source: HuggingFaceSource | S3Source) -> Iterator[None]:
+        """Marks the hub download of `source` in use (eviction skips it) while it is fetched and
+        linked into a package."""
+        name = hub_folder(source.model_id) if isinstance(source, HuggingFaceSource) else None
+        if name is None:
+            yield
+            return
+        with self._guard:
+            self._hub_in_use[name] += 1
+        try:
+            yield
+        finally:
+            with self._guard:
+                self._hub_in_use[name] -= 1
+                if self._hub_in_use[name] <= 0:
+                    del self._hub_in_use[name]
+
+    def evict(self, keep: Collection[str] = ()) -> list[Path]:
+        """Remove least recently used entries until the work dir fits the bound; return them.
+        Never a key in `keep`, a key being prepared (its lock held), a hub download in use,
+        an entry used within `keep_recent_seconds`, nor the `*.failed.json` markers."""
+        if self._max_bytes is None:
+            return []
+        with self._evicting:
+            entries = self._entries(keep, time.time() - self._keep_recent_seconds)
+            removed = []
+            for victim in choose_victims(entries, self._max_bytes):
+                if self._remove(victim):
+                    removed.append(victim.path)
+            return removed
+
+    def _entries(self, keep: Collection[str], recent_since: float) -> list[CacheEntry]:
+        with self._guard:
+            hub_in_use = set(self._hub_in_use)
+        entries = []
+        for root, is_hub in ((self._root, False), (self._hub, True)):
+            try:
+                children = sorted(root.iterdir())
+            except FileNotFoundError:
+                continue
+            for path in children:
+                if not path.is_dir() or path.is_symlink() or path.name.startswith("."):
+                    continue
+                key = None if is_hub else path.name.split(".", 1)[0]
+                mtime = path.stat().st_mtime
+                pinned = (
+                    mtime >= recent_since
+                    or (key is not None and key in keep)
+                    or (is_hub and path.name in hub_in_use)
+                )
+                entries.append(CacheEntry(path, key, mtime, _inodes(path), evictable=not pinned))
+        return entries
+
+    def _remove(self, entry: CacheEntry) -> bool:
+        """Rename, then delete: a half-deleted entry is never taken for a cached package."""
+        lock = self._lock_for(entry.key) if entry.key is not None else None
+        if lock is not None and not lock.acquire(blocking=False):
+            return False
+        try:
+            # In the packages root, so that what a crash leaves is an entry evicted later.
+            self._root.mkdir(parents=True, exist_ok=True)
+            trash = self._root / f"evicted-{uuid.uuid4().hex[:12]}"
+            with self._guard:  # a hub download that started since the entries were listed
+                if entry.key is None and entry.path.name in self._hub_in_use:
+                    return False
+                try:
+                    entry.path.rename(trash)
+                except FileNotFoundError:
+                    return False
+            shutil.rmtree(trash, ignore_errors=True)
+            log.info("evicted %s from the package cache", entry.path)
+            return True
+        finally:
+            if lock is not None:
+                lock.release()
 
     @staticmethod
     def _relocated(prepared: PreparedPackage, old: Path, new: Path) -> PreparedPackage:
@@ -153,6 +276,64 @@ class ModelPackager:
             archive=home / "model.tar.gz",
             archive_digest=record["archiveDigest"],
         )
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """A package directory (`key` set) or a hub download (`key` None) under the work dir."""
+
+    path: Path
+    key: str | None
+    mtime: float
+    inodes: dict[tuple[int, int], int] = field(repr=False)  # (st_dev, st_ino) -> bytes
+    evictable: bool = True
+
+
+def choose_victims(entries: Sequence[CacheEntry], max_bytes: int) -> list[CacheEntry]:
+    """The evictable entries to remove, least recently used first, until the rest fit
+    `max_bytes`. A file hard-linked from several entries (a package links its hub download's
+    weights) counts once, and frees its bytes only with the last entry that holds it."""
+    holders: Counter[tuple[int, int]] = Counter()
+    sizes: dict[tuple[int, int], int] = {}
+    for entry in entries:
+        holders.update(entry.inodes.keys())
+        sizes.update(entry.inodes)
+    total = sum(sizes.values())
+    victims = []
+    for entry in sorted((e for e in entries if e.evictable), key=lambda e: (e.mtime, e.path)):
+        if total <= max_bytes:
+            break
+        victims.append(entry)
+        for inode in entry.inodes:
+            holders[inode] -= 1
+            if holders[inode] == 0:
+                total -= sizes[inode]
+    return victims
+
+
+def hub_folder(model_id: str) -> str:
+    """The hub cache's folder of a model repository (huggingface_hub's repo_folder_name)."""
+    return "models--" + model_id.replace("/", "--")
+
+
+def _inodes(root: Path) -> dict[tuple[int, int], int]:
+    """The regular files under root, links not followed (a hub snapshot links to its blobs)."""
+    found = {}
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                found[(st.st_dev, st.st_ino)] = st.st_size
+    return found
+
+
+def _touch(path: Path) -> None:
+    """Mark a cache entry used now (least recently used goes first)."""
+    with suppress(FileNotFoundError):
+        os.utime(path)
 
 
 def describe_source(spec: DeploymentSpec) -> str:

@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from qa_operator.spec import DeploymentSpec, InstanceCompute, ServerlessCompute
+from qa_operator.model.limits import ServingLimits
+from qa_operator.spec import DeploymentSpec, InstanceCompute, MlflowSource, ServerlessCompute
 
 MAX_NAME = 63
 VARIANT_NAME = "AllTraffic"
@@ -194,6 +195,15 @@ def owner_prefix(prefix: str, owner: Owner) -> str:
     return f"{prefix.strip('/')}/{owner.namespace}/{owner.name}-{owner.uid}/"
 
 
-def source_key(spec: DeploymentSpec) -> str:
-    """Identity of what gets packaged: a change here means packaging again."""
-    return short_hash({"source": repr(spec.source), "inference": repr(spec.inference)}, 16)
+def source_key(spec: DeploymentSpec, limits: ServingLimits | None = None) -> str:
+    """Identity of what gets packaged: a change here means packaging again. The operator's
+    serving limits count only where it builds the package (not for an mlflow source, served with
+    its own model_config), and only when not the defaults: those keep the key they always had."""
+    identity: dict[str, Any] = {"source": repr(spec.source), "inference": repr(spec.inference)}
+    if (
+        limits is not None
+        and limits != ServingLimits()
+        and not isinstance(spec.source, MlflowSource)
+    ):
+        identity["servingLimits"] = limits.to_dict()
+    return short_hash(identity, 16)

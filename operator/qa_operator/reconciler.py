@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from qa_operator import conditions
 from qa_operator.artifacts import ModelPackager
-from qa_operator.aws.s3 import PackageStore, split_s3_uri
+from qa_operator.aws.s3 import PackageStore
 from qa_operator.aws.sagemaker import SageMakerGateway
 from qa_operator.conditions import Verdict
 from qa_operator.desired import (
@@ -29,7 +29,6 @@ from qa_operator.desired import (
     name_stem,
     owner_prefix,
     package_key,
-    source_key,
 )
 from qa_operator.errors import INTERNAL_ERROR, OperatorError, RetryableError, TerminalError
 from qa_operator.images import ImageResolver
@@ -42,9 +41,13 @@ from qa_operator.plan import (
     Plan,
     State,
     applied_tags,
+    images_to_delete,
+    package_prefixes,
+    packages_to_delete,
     plan_delete,
     plan_identity,
     plan_reconcile,
+    superseded_image,
     tag_delta,
 )
 from qa_operator.settings import OperatorSettings
@@ -103,6 +106,8 @@ class Reconciler:
             settings.work_dir,
             max_concurrent=settings.max_concurrent_packaging,
             s3_client=lambda region: aws_client("s3", region),
+            limits=settings.serving_limits,
+            max_bytes=settings.work_dir_max_bytes,
         )
         self._images = images or ImageResolver(settings, lambda region: aws_client("ecr", region))
         self._now = now
@@ -182,7 +187,7 @@ class Reconciler:
         observed = self._observe(desired, endpoint, owner, sagemaker, needs_prerequisites)
         history = _history(resource)
         plan = plan_reconcile(desired, observed, history)
-        self._act(plan, desired, owner, sagemaker, region, outcome, resource.generation)
+        self._act(plan, resource, desired, sagemaker, region, outcome)
         if Action.SYNC_TAGS in plan.actions and endpoint is not None:
             self._sync_tags(desired, endpoint, history, sagemaker, outcome)
         outcome.status["appliedTags"] = list(applied_tags(plan, spec.endpoint.tags, history))
@@ -234,7 +239,7 @@ class Reconciler:
         self, resource: Resource, spec: DeploymentSpec, region: str, outcome: Outcome
     ) -> Artifacts:
         status = resource.status
-        key = source_key(spec)
+        key = self._packager.key(spec)
         recorded_package = status.get("modelPackage") or {}
         recorded_image = status.get("image") or {}
         needs_bucket = spec.image.mode == "s3"
@@ -276,19 +281,35 @@ class Reconciler:
             "uri": image.uri,
             "digest": image.digest,
             "key": self._images.cache_key(spec.image, prepared.digest),
+            "repository": image.repository,
+            "tag": image.tag,
+            "pushed": image.pushed,
         }
+        # What the new artifacts replace is deleted once the endpoint serves them (or with the
+        # resource): remembered here, as the next status write forgets the old records.
+        old_uri = recorded_package.get("uri")
+        if old_uri and old_uri != model_data_url:
+            outcome.status["supersededPackages"] = sorted(
+                {*(status.get("supersededPackages") or ()), old_uri}
+            )
+        if old_image := superseded_image(recorded_image, outcome.status["image"]):
+            outcome.status["supersededImages"] = [
+                *(status.get("supersededImages") or ()),
+                {**recorded_image, "repository": old_image.repository},
+            ]
         return Artifacts(prepared.digest, image.uri, model_data_url)
 
     def _act(
         self,
         plan: Plan,
+        resource: Resource,
         desired: DesiredState,
-        owner: Owner,
         sagemaker: SageMakerGateway,
         region: str,
         outcome: Outcome,
-        generation: int,
     ) -> None:
+        owner, generation = resource.owner, resource.generation
+
         def note(reason: str, message: str) -> None:
             outcome.events.append(Event("Normal", reason, message))
 
@@ -313,7 +334,8 @@ class Reconciler:
                 sagemaker.delete_endpoint(desired.endpoint.name)
                 note("DeletingEndpoint", plan.message)
             elif action is Action.DELETE_SUPERSEDED:
-                self._delete_superseded(desired, owner, sagemaker, region, outcome)
+                status = {**resource.status, **outcome.status}  # with this pass's records
+                self._delete_superseded(status, desired, owner, sagemaker, region, outcome)
                 outcome.status["supersededDeletedFor"] = desired.config.name
 
     def _sync_tags(
@@ -345,6 +367,7 @@ class Reconciler:
 
     def _delete_superseded(
         self,
+        status: Mapping[str, Any],
         desired: DesiredState,
         owner: Owner,
         sagemaker: SageMakerGateway,
@@ -360,29 +383,58 @@ class Reconciler:
             sagemaker.delete_endpoint_config(config)
         for model in models:
             sagemaker.delete_model(model)
-        packages = self._delete_packages(
-            owner, region, keep=outcome.status["modelPackage"].get("uri")
+        packages, _ = self._delete_packages(
+            owner, region, status, keep=outcome.status["modelPackage"].get("uri")
         )
-        if configs or models or packages:
+        images = self._delete_images(region, status, finalizing=False)
+        outcome.status.update(supersededPackages=None, supersededImages=None)
+        if configs or models or packages or images:
             outcome.events.append(
                 Event(
                     "Normal",
                     "DeletedSuperseded",
                     f"deleted superseded endpoint configs {configs or '[]'}, models "
-                    f"{models or '[]'} and {packages} package object(s)",
+                    f"{models or '[]'}, {packages} package object(s) and images "
+                    f"{images or '[]'}",
                 )
             )
 
-    def _delete_packages(self, owner: Owner, region: str, keep: str | None) -> int:
+    def _delete_packages(
+        self, owner: Owner, region: str, status: Mapping[str, Any], keep: str | None
+    ) -> tuple[int, int]:
+        """Delete this owner's package objects, wherever the current settings or the recorded
+        URIs put them, but `keep`; with no `keep` (finalizing), abort its unfinished multipart
+        uploads too. Returns how many objects were deleted and uploads aborted."""
+        recorded = [
+            (status.get("modelPackage") or {}).get("uri"),
+            *(status.get("supersededPackages") or ()),
+        ]
         bucket = self.settings.bucket
-        if bucket is None:
-            return 0
+        current = (bucket, owner_prefix(self.settings.bucket_prefix, owner)) if bucket else None
+        places = package_prefixes(current, recorded, f"{owner.name}-{owner.uid}")
+        if not places and not any(recorded):
+            return 0, 0
         store = PackageStore(self._aws("s3", region))
-        prefix = owner_prefix(self.settings.bucket_prefix, owner)
-        kept_key = split_s3_uri(keep)[1] if keep else None
-        doomed = [k for k in store.keys(bucket, prefix) if k != kept_key]
-        store.delete(bucket, doomed)
-        return len(doomed)
+        listed = [(b, key) for b, prefix in places for key in store.keys(b, prefix)]
+        doomed = packages_to_delete(listed, recorded, keep)
+        for doomed_bucket in sorted({b for b, _ in doomed}):
+            store.delete(doomed_bucket, [key for b, key in doomed if b == doomed_bucket])
+        aborted = 0
+        if keep is None:
+            aborted = sum(store.abort_uploads(b, prefix) for b, prefix in places)
+        return len(doomed), aborted
+
+    def _delete_images(
+        self, region: str, status: Mapping[str, Any], *, finalizing: bool
+    ) -> list[str]:
+        doomed = images_to_delete(
+            status.get("supersededImages") or (), status.get("image") or {}, finalizing=finalizing
+        )
+        return [
+            f"{image.repository}@{image.digest}"
+            for image in doomed
+            if self._images.delete(region, image.repository, image.digest)
+        ]
 
     def _record_endpoint(self, endpoint: ObservedEndpoint | None, outcome: Outcome) -> None:
         if endpoint is None or not endpoint.owned:
@@ -461,13 +513,15 @@ class Reconciler:
             sagemaker.delete_endpoint_config(config)
         for model in models:
             sagemaker.delete_model(model)
-        packages = self._delete_packages(owner, region, keep=None)
+        packages, uploads = self._delete_packages(owner, region, status, keep=None)
+        images = self._delete_images(region, status, finalizing=True)
         outcome.events.append(
             Event(
                 "Normal",
                 "Deleted",
                 f"deleted endpoint {name}, {len(configs)} endpoint config(s), "
-                f"{len(models)} model(s) and {packages} package object(s)",
+                f"{len(models)} model(s), {packages} package object(s) and images "
+                f"{images or '[]'}; aborted {uploads} unfinished upload(s)",
             )
         )
         return outcome

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from qa_operator.model.limits import MIN_JSON_DEPTH, ServingLimits
+
 PREFIX = "QA_OPERATOR_"
+GIB = 1024**3
+DEFAULT_WORK_DIR_MAX_BYTES = 15 * GIB
 
 
 class SettingsError(ValueError):
@@ -29,6 +33,8 @@ class OperatorSettings:
     resync_seconds: float = 60.0
     max_concurrent_packaging: int = 2
     work_dir: Path = Path("/var/cache/qa-operator")
+    work_dir_max_bytes: int = DEFAULT_WORK_DIR_MAX_BYTES
+    serving_limits: ServingLimits = field(default_factory=ServingLimits)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorSettings:
@@ -70,7 +76,33 @@ class OperatorSettings:
             resync_seconds=number("RESYNC_SECONDS", 60.0),
             max_concurrent_packaging=count("MAX_CONCURRENT_PACKAGING", 2),
             work_dir=Path(text("WORK_DIR") or "/var/cache/qa-operator"),
+            work_dir_max_bytes=int(
+                number("WORK_DIR_MAX_GB", DEFAULT_WORK_DIR_MAX_BYTES / GIB) * GIB
+            ),
+            serving_limits=_serving_limits(count),
         )
         if settings.poll_min_seconds > settings.poll_max_seconds:
             raise SettingsError("QA_OPERATOR_POLL_MIN_SECONDS exceeds QA_OPERATOR_POLL_MAX_SECONDS")
         return settings
+
+
+def serving_limit_name(field_name: str) -> str:
+    """The environment variable of one ServingLimits field: max_rows -> ..._SERVING_MAX_ROWS."""
+    return f"{PREFIX}SERVING_{field_name.upper()}"
+
+
+def _serving_limits(count: Callable[[str, int], int]) -> ServingLimits:
+    defaults = ServingLimits()
+    values = {
+        f.name: count(f"SERVING_{f.name.upper()}", getattr(defaults, f.name))
+        for f in fields(ServingLimits)
+    }
+    if values["max_json_depth"] < MIN_JSON_DEPTH:
+        raise SettingsError(
+            f"{serving_limit_name('max_json_depth')} must be at least {MIN_JSON_DEPTH} "
+            f"(MLflow's dataframe_split request is that deep), not {values['max_json_depth']}"
+        )
+    try:
+        return ServingLimits(**values).validate()
+    except ValueError as exc:
+        raise SettingsError(f"{PREFIX}SERVING_*: {exc}") from exc

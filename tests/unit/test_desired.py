@@ -20,8 +20,10 @@ from qa_operator.desired import (
     owner_tags,
     package_key,
     production_variant,
+    short_hash,
     source_key,
 )
+from qa_operator.model.limits import ServingLimits
 from qa_operator.spec import DeploymentSpec, parse_spec
 
 SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
@@ -392,3 +394,32 @@ def test_source_key_changes_with_source_and_inference_only() -> None:
     }
     assert source_key(spec(model=stride)) != source_key(base)
     assert source_key(spec({"instanceCount": 4, "tags": {"a": "b"}})) == source_key(base)
+
+
+def test_default_serving_limits_keep_the_source_key_it_always_had() -> None:
+    base = spec()
+    before = short_hash({"source": repr(base.source), "inference": repr(base.inference)}, 16)
+    assert source_key(base) == before
+    assert source_key(base, ServingLimits()) == before
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        pytest.param({"huggingface": {"id": "deepset/roberta-base-squad2"}}, id="huggingface"),
+        pytest.param({"s3": {"uri": "s3://models/qa/"}}, id="s3"),
+    ],
+)
+def test_operator_serving_limits_change_the_key_of_a_package_it_builds(
+    model: dict[str, Any],
+) -> None:
+    base = spec(model=model)
+    fewer_rows = source_key(base, ServingLimits(max_rows=8))
+    assert fewer_rows != source_key(base)
+    assert fewer_rows == source_key(spec(model=model), ServingLimits(max_rows=8))
+    assert source_key(base, ServingLimits(max_rows=9)) != fewer_rows
+
+
+def test_serving_limits_do_not_change_the_key_of_an_mlflow_source() -> None:
+    mlflow = spec(model={"mlflow": {"modelUri": "models:/qa/1", "trackingUri": "http://m:5000"}})
+    assert source_key(mlflow, ServingLimits(max_rows=8)) == source_key(mlflow)

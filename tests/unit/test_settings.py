@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from qa_operator.settings import OperatorSettings, SettingsError
+from qa_operator.model.limits import ServingLimits
+from qa_operator.settings import GIB, OperatorSettings, SettingsError
 
 
 def test_defaults_from_an_empty_environment() -> None:
@@ -23,6 +24,8 @@ def test_defaults_from_an_empty_environment() -> None:
         resync_seconds=60.0,
         max_concurrent_packaging=2,
         work_dir=Path("/var/cache/qa-operator"),
+        work_dir_max_bytes=15 * GIB,
+        serving_limits=ServingLimits(),
     )
 
 
@@ -41,6 +44,14 @@ def test_every_setting_is_read() -> None:
             "QA_OPERATOR_RESYNC_SECONDS": "1e2",
             "QA_OPERATOR_MAX_CONCURRENT_PACKAGING": "4",
             "QA_OPERATOR_WORK_DIR": "/tmp/qa-work",
+            "QA_OPERATOR_WORK_DIR_MAX_GB": "2.5",
+            "QA_OPERATOR_SERVING_MAX_BODY_BYTES": "1048576",
+            "QA_OPERATOR_SERVING_MAX_ROWS": "16",
+            "QA_OPERATOR_SERVING_MAX_TEXT_CHARS": "5000",
+            "QA_OPERATOR_SERVING_MAX_QUESTION_CHARS": "200",
+            "QA_OPERATOR_SERVING_MAX_WINDOWS_PER_ROW": "8",
+            "QA_OPERATOR_SERVING_MAX_BATCH_TOKENS": "4096",
+            "QA_OPERATOR_SERVING_MAX_JSON_DEPTH": "6",
         }
     )
     assert settings == OperatorSettings(
@@ -56,8 +67,19 @@ def test_every_setting_is_read() -> None:
         resync_seconds=100.0,
         max_concurrent_packaging=4,
         work_dir=Path("/tmp/qa-work"),
+        work_dir_max_bytes=int(2.5 * GIB),
+        serving_limits=ServingLimits(
+            max_body_bytes=1048576,
+            max_rows=16,
+            max_text_chars=5000,
+            max_question_chars=200,
+            max_windows_per_row=8,
+            max_batch_tokens=4096,
+            max_json_depth=6,
+        ),
     )
     assert isinstance(settings.max_concurrent_packaging, int)
+    assert isinstance(settings.work_dir_max_bytes, int)
 
 
 def test_blank_values_mean_unset() -> None:
@@ -154,3 +176,99 @@ def test_nan_and_fractions_that_round_to_zero_are_rejected(env: dict[str, str]) 
     except SettingsError:
         return
     raise AssertionError(f"accepted {env} as {settings}")
+
+
+@pytest.mark.parametrize(
+    ("env", "limits"),
+    [
+        pytest.param({}, ServingLimits(), id="unset-is-default"),
+        pytest.param({"QA_OPERATOR_SERVING_MAX_ROWS": " "}, ServingLimits(), id="blank"),
+        pytest.param(
+            {"QA_OPERATOR_SERVING_MAX_ROWS": "32"}, ServingLimits(max_rows=32), id="one-limit"
+        ),
+        pytest.param(
+            {"QA_OPERATOR_SERVING_MAX_BODY_BYTES": "1e6"},
+            ServingLimits(max_body_bytes=1_000_000),
+            id="exponent",
+        ),
+        pytest.param(
+            {"QA_OPERATOR_SERVING_MAX_JSON_DEPTH": "4"},
+            ServingLimits(max_json_depth=4),
+            id="least-json-depth",
+        ),
+        pytest.param(
+            {"QA_OPERATOR_SERVING_MAX_BATCH_TOKENS": "512.0"},
+            ServingLimits(max_batch_tokens=512),
+            id="whole-float",
+        ),
+    ],
+)
+def test_serving_limits_are_read(env: dict[str, str], limits: ServingLimits) -> None:
+    settings = OperatorSettings.from_env(env)
+    assert settings.serving_limits == limits
+    assert all(isinstance(v, int) for v in settings.serving_limits.to_dict().values())
+
+
+@pytest.mark.parametrize(
+    ("env", "limit_bytes"),
+    [
+        pytest.param({}, 15 * GIB, id="default"),
+        pytest.param({"QA_OPERATOR_WORK_DIR_MAX_GB": "1"}, GIB, id="whole"),
+        pytest.param({"QA_OPERATOR_WORK_DIR_MAX_GB": "0.5"}, GIB // 2, id="fraction"),
+    ],
+)
+def test_work_dir_bound_is_read_in_gib(env: dict[str, str], limit_bytes: int) -> None:
+    assert OperatorSettings.from_env(env).work_dir_max_bytes == limit_bytes
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        pytest.param(
+            {"QA_OPERATOR_SERVING_MAX_ROWS": "many"},
+            "QA_OPERATOR_SERVING_MAX_ROWS='many' is not a number",
+            id="not-a-number",
+        ),
+        pytest.param(
+            {"QA_OPERATOR_SERVING_MAX_TEXT_CHARS": "0"},
+            "QA_OPERATOR_SERVING_MAX_TEXT_CHARS must be a positive number, not '0'",
+            id="zero",
+        ),
+        pytest.param(
+            {"QA_OPERATOR_SERVING_MAX_QUESTION_CHARS": "-1"},
+            "QA_OPERATOR_SERVING_MAX_QUESTION_CHARS must be a positive number, not '-1'",
+            id="negative",
+        ),
+        pytest.param(
+            {"QA_OPERATOR_SERVING_MAX_WINDOWS_PER_ROW": "2.5"},
+            "QA_OPERATOR_SERVING_MAX_WINDOWS_PER_ROW must be a whole number",
+            id="fraction",
+        ),
+        pytest.param(
+            {"QA_OPERATOR_SERVING_MAX_BODY_BYTES": "inf"},
+            "QA_OPERATOR_SERVING_MAX_BODY_BYTES must be a positive number, not 'inf'",
+            id="infinite",
+        ),
+        pytest.param(
+            {"QA_OPERATOR_SERVING_MAX_JSON_DEPTH": "3"},
+            "QA_OPERATOR_SERVING_MAX_JSON_DEPTH must be at least 4",
+            id="json-depth-too-small",
+        ),
+        pytest.param(
+            {"QA_OPERATOR_WORK_DIR_MAX_GB": "0"},
+            "QA_OPERATOR_WORK_DIR_MAX_GB must be a positive number, not '0'",
+            id="work-dir-zero",
+        ),
+        pytest.param(
+            {"QA_OPERATOR_WORK_DIR_MAX_GB": "15Gi"},
+            "QA_OPERATOR_WORK_DIR_MAX_GB='15Gi' is not a number",
+            id="work-dir-unit",
+        ),
+    ],
+)
+def test_bad_serving_limits_and_work_dir_bound_stop_the_start(
+    env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        OperatorSettings.from_env(env)
+    assert message in str(caught.value)
