@@ -520,8 +520,9 @@ class Reconciler:
                 "Normal",
                 "Deleted",
                 f"deleted endpoint {name}, {len(configs)} endpoint config(s), "
-                f"{len(models)} model(s), {packages} package object(s) and images "
-                f"{images or '[]'}; aborted {uploads} unfinished upload(s)",
+                f"{len(models)} model(s), {packages} package object(s) and "
+                f"{len(images)} image(s)"
+                + (f"; aborted {uploads} unfinished upload(s)" if uploads else ""),
             )
         )
         return outcome
