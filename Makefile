@@ -25,7 +25,7 @@ test-peers:
 	@missing=$$(for deb in $(TEST_DEBS); do dpkg -s $$deb >/dev/null 2>&1 || echo $$deb; done); \
 	if [ -n "$$missing" ]; then apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
-	$(PY) -m tests.support.controlplane.build
+	$(PY) -m devstack.controlplane.build
 
 test: setup test-peers
 	$(PY) -m pytest $(PYTEST_ARGS)

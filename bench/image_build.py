@@ -37,14 +37,14 @@ sys.path[:0] = [str(REPO / "operator"), str(REPO / "tests"), str(REPO)]
 
 from devstack.containers import ContainerRuntime, extract_model_archive, run_sagemaker_container  # noqa: E402
 from devstack.debian_base import push_debian_python_base  # noqa: E402
+from devstack.processes import free_port  # noqa: E402
+from devstack.registry import start_registry, stop_registry  # noqa: E402
 from qa_operator.imagebuild.build import build_image  # noqa: E402
 from qa_operator.imagebuild.results import BuildResult  # noqa: E402
 from qa_operator.model.config import InferenceConfig  # noqa: E402
 from qa_operator.model.packaging import build_package, write_archive  # noqa: E402
 from qa_operator.model.trained import trained_qa_model_dir  # noqa: E402
 from qa_operator.registry.client import RegistryClient  # noqa: E402
-from support.processes import free_port  # noqa: E402
-from support.registry import start_registry, stop_registry  # noqa: E402
 
 REPOSITORY = "qa/serving"
 

@@ -27,11 +27,12 @@ from typing import Any, Literal, TypedDict
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the registry and image helpers the tests use
 sys.path.insert(1, str(ROOT / "operator"))  # works before `make setup` installs the package
+sys.path.insert(2, str(ROOT))  # devstack
 
+from devstack.registry import start_registry, stop_registry  # noqa: E402
 from qa_operator.registry.client import RegistryClient  # noqa: E402
 from qa_operator.registry.images import publish_image  # noqa: E402
 from support.images import Images  # noqa: E402
-from support.registry import start_registry, stop_registry  # noqa: E402
 
 
 def push_base(client: RegistryClient, repository: str, tag: str, size_mb: int) -> None:

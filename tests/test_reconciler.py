@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from devstack.moto_ext import set_endpoint_status
 from qa_operator.aws.clients import AwsClients
 from qa_operator.desired import Owner
 from qa_operator.images import ImageResolver
@@ -19,7 +20,6 @@ from qa_operator.registry.client import DOCKER_MANIFEST, RegistryClient
 from qa_operator.settings import OperatorSettings
 from support.e2e import PACKAGE_BUCKET, ROLE_ARN, SERVING_IMAGE
 from support.images import Images
-from support.moto_ext import set_endpoint_status
 
 pytestmark = pytest.mark.e2e
 

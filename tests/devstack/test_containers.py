@@ -25,10 +25,10 @@ from devstack.containers import (
     wait_http,
 )
 from devstack.debian_base import DebianBase
+from devstack.processes import free_port
 from qa_operator.registry.client import DigestMismatch, RegistryClient
 from support.containers import DEBIAN_BASE_REPOSITORY
 from support.images import Images
-from support.processes import free_port
 from support.registry import Registry
 
 

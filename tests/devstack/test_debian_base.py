@@ -20,9 +20,9 @@ from devstack.debian_base import (
     build_rootfs_layer,
     push_debian_python_base,
 )
+from devstack.processes import free_port
 from qa_operator.registry.client import DOCKER_MANIFEST, RegistryClient
 from support.containers import DEBIAN_BASE_REPOSITORY
-from support.processes import free_port
 
 
 def _ar(members: list[tuple[str, bytes]]) -> bytes:

@@ -14,6 +14,7 @@ import pluggy
 import pytest
 import requests
 
+from devstack.processes import free_port, stop
 from support.e2e import (
     PACKAGE_BUCKET,
     REPO,
@@ -22,7 +23,6 @@ from support.e2e import (
     SOURCE_BUCKET,
     Operator,
 )
-from support.processes import free_port, stop
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,8 @@ from devstack.containers import (
     run_sagemaker_container,
 )
 from devstack.debian_base import DebianBase
+from devstack.images import OPERATOR_REPOSITORY, SERVING_REPOSITORY
+from devstack.processes import free_port
 from qa_operator.imagebuild.build import build_image
 from qa_operator.imagebuild.results import BuildResult
 from qa_operator.model.packaging import ModelPackage, write_archive
@@ -43,12 +45,9 @@ from support.e2e import (
     is_ready,
     wait_for,
 )
-from support.processes import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-SERVING_REPOSITORY = "qa/serving"
-OPERATOR_REPOSITORY = "qa/operator"
 PING_TIMEOUT_S = 180
 
 
@@ -65,13 +64,6 @@ def _build(registry: Any, base: DebianBase, recipe: str, repository: str) -> Bui
         )
     finally:
         client.close()
-
-
-@pytest.fixture(scope="module")
-def serving_image(oci_registry: Any, debian_python_base: DebianBase) -> BuildResult:
-    """Built with the default layer cache, so that only the first run on a machine pays for
-    installing and compressing torch."""
-    return _build(oci_registry, debian_python_base, "serving", SERVING_REPOSITORY)
 
 
 @pytest.fixture(scope="module")

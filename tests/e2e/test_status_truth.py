@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from devstack.moto_ext import set_endpoint_status
 from support.e2e import apply, condition, deployment, get, wait_for, wait_ready
-from support.moto_ext import set_endpoint_status
 
 pytestmark = pytest.mark.e2e
 

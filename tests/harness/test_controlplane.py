@@ -13,7 +13,7 @@ import kubernetes.client
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from support.controlplane import build
+from devstack.controlplane import build
 from support.controlplane.fixtures import Cluster
 
 GROUP = "harness.qa-operator.test"

@@ -1,4 +1,4 @@
-"""moto's server as the operator sees it, and the extensions in tests/support/moto_ext/."""
+"""moto's server as the operator sees it, and the extensions in devstack/moto_ext/."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from devstack.moto_ext.controls import Fault
+from devstack.moto_ext.faults import operation_of
 from support.aws import MotoServer
-from support.moto_ext.controls import Fault
-from support.moto_ext.faults import operation_of
 
 ROLE = "arn:aws:iam::123456789012:role/sagemaker-execution"
 TAGS = [{"Key": "app.kubernetes.io/managed-by", "Value": "qa-operator"}]

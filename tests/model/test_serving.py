@@ -17,9 +17,9 @@ import pytest
 import requests
 
 import qa_operator
+from devstack.processes import free_port, stop
 from qa_operator.model.limits import ServingLimits
 from qa_operator.model.packaging import ModelPackage
-from support.processes import free_port, stop
 
 pytestmark = pytest.mark.e2e
 

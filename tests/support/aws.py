@@ -2,7 +2,7 @@
 
 Code under test reaches it only the standard way: `AWS_ENDPOINT_URL` (or endpoint_url) plus dummy
 credentials, from any process. The server runs in the test process, so tests turn its lifecycle
-and fault settings directly; see tests/support/moto_ext/ and tests/README.md ("AWS (moto)").
+and fault settings directly; see devstack/moto_ext/ and tests/README.md ("AWS (moto)").
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import pytest
 import requests
 from botocore.config import Config
 
-from support.moto_ext import CONTROLS, ExtendedMotoServer, Fault, Lifecycle
-from support.moto_ext.controls import Phase
+from devstack.moto_ext import CONTROLS, ExtendedMotoServer, Fault, Lifecycle
+from devstack.moto_ext.controls import Phase
 
 ACCOUNT_ID = "123456789012"  # moto's default account
 REGION = "us-east-1"

@@ -16,12 +16,14 @@ import pytest
 
 from devstack.containers import Container, ContainerRuntime, UnpackedImage
 from devstack.debian_base import DebianBase, push_debian_python_base
+from devstack.images import DEBIAN_BASE_REPOSITORY, SERVING_REPOSITORY, build_project_image
+from qa_operator.imagebuild.results import BuildResult
 from qa_operator.registry.client import RegistryClient
 
 if TYPE_CHECKING:  # imported for real by pytest_plugins, so that its asserts are rewritten
     from support.registry import Registry
 
-DEBIAN_BASE_REPOSITORY = "devstack/debian-python"
+__all__ = ["DEBIAN_BASE_REPOSITORY", "SERVING_REPOSITORY"]
 
 
 @pytest.fixture(scope="session")
@@ -33,6 +35,20 @@ def debian_python_base(oci_registry: Registry) -> DebianBase:
         return push_debian_python_base(client, DEBIAN_BASE_REPOSITORY)
     finally:
         client.close()
+
+
+@pytest.fixture(scope="session")
+def serving_image(oci_registry: Registry, debian_python_base: DebianBase) -> BuildResult:
+    """The serving image of this checkout, built onto the Debian base and pushed as
+    SERVING_REPOSITORY:test (layers from the builder's cache: only a machine's first build pays
+    for torch)."""
+    return build_project_image(
+        oci_registry.url,
+        "serving",
+        SERVING_REPOSITORY,
+        base=debian_python_base.reference,
+        tag="test",
+    )
 
 
 @pytest.fixture(scope="session")

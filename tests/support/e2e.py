@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from support.processes import stop
+from devstack.processes import stop
 
 REPO = Path(__file__).resolve().parents[2]
 GROUP, VERSION, PLURAL = "serving.qaoperator.io", "v1alpha1", "qamodeldeployments"

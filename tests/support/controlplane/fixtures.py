@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from .build import ControlPlaneBinariesMissing, locate, locate_kubectl
-from .cluster import (
+from devstack.controlplane.build import ControlPlaneBinariesMissing, locate, locate_kubectl
+from devstack.controlplane.cluster import (
     Cluster,
     ControlPlaneError,
     KubectlError,

@@ -5,7 +5,7 @@ Lookup order, the same as controller-runtime's envtest so that envtest users ski
 1. ``TEST_ASSET_KUBE_APISERVER``, ``TEST_ASSET_ETCD``, ``TEST_ASSET_KUBECTL`` (one binary each);
 2. ``KUBEBUILDER_ASSETS``, a directory holding ``kube-apiserver``, ``etcd`` and ``kubectl``;
 3. our build cache, ``${XDG_CACHE_HOME:-~/.cache}/qa-operator/controlplane/k8s-<v>-etcd-<v>/``,
-   filled by ``python -m tests.support.controlplane.build`` from the Go module next to this file;
+   filled by ``python -m devstack.controlplane.build`` from the Go module next to this file;
 4. for kubectl only: a ``kubectl`` on PATH within one minor version of the API server.
 
 The versions come from ``go.mod`` beside this file, the single place where they are pinned.
@@ -176,7 +176,7 @@ def locate(versions: Versions | None = None) -> Binaries:
     if missing or apiserver is None or etcd is None or kubectl is None:
         raise ControlPlaneBinariesMissing(
             f"control plane binaries missing: {', '.join(missing)}. Build them with "
-            f"`make test-peers` (or `python -m tests.support.controlplane.build`), or point "
+            f"`make test-peers` (or `python -m devstack.controlplane.build`), or point "
             f"{ENV_ASSETS_DIR} at a directory with kube-apiserver, etcd and kubectl "
             f"(searched the build cache {built})."
         )

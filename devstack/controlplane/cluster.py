@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from ..processes import free_port, stop
+from devstack.processes import free_port, stop
+
 from .build import Binaries, locate
 from .pki import CertificateAuthority, KeyPair, service_account_signing_key, write_kubeconfig
 
