@@ -89,6 +89,9 @@ def harness(
         work_dir=tmp_path / "work",
         poll_min_seconds=0.01,
         poll_max_seconds=0.01,
+        # SERVING_IMAGE is a made-up digest no container can run: the smoke test is covered with
+        # the real serving image in tests/e2e/test_smoke_gate.py.
+        smoke_test_default=False,
     )
     spec = {
         "model": {

@@ -55,7 +55,10 @@ def verdict_for(state: State, reason: str, message: str) -> Verdict:
         State.DELETED: ("Deleted", trio("False", "False", "False")),
         State.READY: ("Ready", trio("True", "False", "False")),
         State.SERVING_BUSY: ("Ready", trio("True", "True", "False")),
+        State.VERIFYING: ("Verifying", trio("False", "True", "False")),
+        State.SMOKE_RETRYING: ("Verifying", trio("False", "True", "True")),
         State.FAILED: ("Failed", trio("False", "False", "True")),
+        State.ROLLING_BACK: ("Degraded", trio("False", "True", "True")),
         State.ROLLED_BACK: ("Degraded", trio("False", "False", "True")),
         State.CONFLICT: ("Failed", trio("False", "False", "True")),
     }

@@ -16,6 +16,7 @@ TRANSITIONAL = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack
 # While SageMaker patches or resizes an endpoint it keeps serving the config it had: when that is
 # the desired config, the deployment is Ready, and only waits before changing anything.
 SERVING_TRANSITIONAL = frozenset({"Updating", "SystemUpdating"})
+SMOKE_TEST_CAUSE = "SmokeTest"
 # Statuses SageMaker does not leave by itself: report them rather than wait on them.
 STUCK = {
     "OutOfService": "EndpointOutOfService",
@@ -32,6 +33,8 @@ class Action(enum.Enum):
     DELETE_SUPERSEDED = "DeleteSuperseded"
     DELETE_OWNED = "DeleteOwned"
     SYNC_TAGS = "SyncTags"
+    SMOKE_TEST = "SmokeTest"  # ask the endpoint a question before calling it Ready
+    ROLL_BACK = "RollBack"  # UpdateEndpoint back to the last known good config
 
 
 class State(enum.Enum):
@@ -42,7 +45,10 @@ class State(enum.Enum):
     WAITING = "Waiting"
     READY = "Ready"
     SERVING_BUSY = "ServingBusy"  # serves the desired config while SageMaker works on it
+    VERIFYING = "Verifying"  # InService on the desired config, the smoke test not passed yet
+    SMOKE_RETRYING = "SmokeRetrying"  # the smoke test failed; it is asked again, a bounded number
     FAILED = "Failed"
+    ROLLING_BACK = "RollingBack"  # back to the last known good config after a failed smoke test
     ROLLED_BACK = "RolledBack"
     CONFLICT = "Conflict"
     DELETING = "Deleting"
@@ -92,6 +98,17 @@ class History:
     # The config for which superseded configs, models and packages were last deleted; cleared
     # whenever a pass creates or uploads something, so one clean-up follows each change.
     superseded_deleted_for: str | None = None
+    failure_cause: str | None = None  # SMOKE_TEST_CAUSE when the smoke test failed the config
+    smoke_required: bool = False  # Ready only once the endpoint answered the smoke test
+    verified_config: str | None = None  # the config that passed the current smoke test
+    last_known_good: str | None = None  # the config that last passed (or was Ready without one)
+
+    def needs_verification(self, config_name: str) -> bool:
+        return self.smoke_required and self.verified_config != config_name
+
+    def smoke_failed(self, config_name: str) -> bool:
+        """The smoke test failed this config at the current generation."""
+        return self.blocks(config_name) and self.failure_cause == SMOKE_TEST_CAUSE
 
     def blocks(self, config_name: str) -> bool:
         """This config failed at the current generation: wait for a new spec."""
@@ -122,6 +139,7 @@ class Plan:
     message: str
     actions: tuple[Action, ...] = ()
     failure_generation: int | None = None  # record the desired config as failed at this generation
+    failure_cause: str | None = None  # what failed it, when not SageMaker (SMOKE_TEST_CAUSE)
 
     @property
     def settled(self) -> bool:
@@ -168,7 +186,18 @@ def plan_reconcile(desired: DesiredState, observed: Observed, history: History) 
             f"endpoint {endpoint.name} exists in SageMaker but is not managed by this resource; "
             "choose another spec.endpoint.name or delete that endpoint",
         )
-    if endpoint.status in SERVING_TRANSITIONAL and endpoint.config_name == config_name:
+    if endpoint.status in TRANSITIONAL and history.smoke_failed(config_name):
+        return Plan(
+            State.ROLLING_BACK,
+            "SmokeTestFailedRolledBack",
+            f"config {config_name} failed its smoke test; endpoint {endpoint.name} is "
+            f"{endpoint.status} on its way back to {history.last_known_good or 'its last config'}",
+        )
+    if (
+        endpoint.status in SERVING_TRANSITIONAL
+        and endpoint.config_name == config_name
+        and not history.needs_verification(config_name)
+    ):
         return Plan(
             State.SERVING_BUSY,
             f"Endpoint{endpoint.status}",
@@ -198,12 +227,29 @@ def plan_reconcile(desired: DesiredState, observed: Observed, history: History) 
             f"endpoint {endpoint.name} is {endpoint.status}; waiting for InService",
         )
     if endpoint.config_name == config_name:
+        if history.smoke_failed(config_name):
+            return Plan(
+                State.FAILED,
+                "SmokeTestFailed",
+                f"endpoint {endpoint.name} is InService on config {config_name} but failed its "
+                "smoke test (status.smokeTest); change the spec to try again",
+            )
+        if history.needs_verification(config_name):
+            return Plan(
+                State.VERIFYING,
+                "SmokeTesting",
+                f"endpoint {endpoint.name} is InService on config {config_name}; asking it the "
+                "smoke test question",
+                (Action.SMOKE_TEST,),
+            )
+        return plan_ready(desired, endpoint, history)
+    if history.smoke_failed(config_name):
         return Plan(
-            State.READY,
-            "EndpointInService",
-            f"endpoint {endpoint.name} is InService on config {config_name}",
-            ((Action.DELETE_SUPERSEDED,) if history.superseded_deleted_for != config_name else ())
-            + ((Action.SYNC_TAGS,) if any(tag_delta(desired, endpoint, history)) else ()),
+            State.ROLLED_BACK,
+            "SmokeTestFailedRolledBack",
+            f"config {config_name} failed its smoke test (status.smokeTest), so endpoint "
+            f"{endpoint.name} was rolled back to {endpoint.config_name}, which passed; change the "
+            "spec to try again",
         )
     rolled_back = (
         history.attempted_config == config_name
@@ -226,6 +272,25 @@ def plan_reconcile(desired: DesiredState, observed: Observed, history: History) 
         "UpdatingEndpoint",
         f"updating endpoint {endpoint.name} from config {endpoint.config_name} to {config_name}",
         (*_prerequisites(observed), Action.UPDATE_ENDPOINT),
+    )
+
+
+def plan_ready(
+    desired: DesiredState,
+    endpoint: ObservedEndpoint,
+    history: History,
+    reason: str = "EndpointInService",
+    message: str = "",
+) -> Plan:
+    """Ready on the desired config: what follows is the clean-up of what it superseded and the
+    endpoint's tags."""
+    config_name = desired.config.name
+    return Plan(
+        State.READY,
+        reason,
+        message or f"endpoint {endpoint.name} is InService on config {config_name}",
+        ((Action.DELETE_SUPERSEDED,) if history.superseded_deleted_for != config_name else ())
+        + ((Action.SYNC_TAGS,) if any(tag_delta(desired, endpoint, history)) else ()),
     )
 
 

@@ -14,8 +14,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from qa_operator import conditions
+from qa_operator import conditions, smoke
 from qa_operator.artifacts import ModelPackager
+from qa_operator.aws.runtime import SageMakerRuntimeGateway
 from qa_operator.aws.s3 import PackageStore
 from qa_operator.aws.sagemaker import SageMakerGateway
 from qa_operator.conditions import Verdict
@@ -185,23 +186,61 @@ class Reconciler:
         endpoint = sagemaker.describe_endpoint(name, owner)
         needs_prerequisites = endpoint is None or endpoint.config_name != desired.config.name
         observed = self._observe(desired, endpoint, owner, sagemaker, needs_prerequisites)
-        history = _history(resource)
+        history = _history(resource, spec, self.settings)
         plan = plan_reconcile(desired, observed, history)
-        self._act(plan, resource, desired, sagemaker, region, outcome)
+        if Action.SMOKE_TEST in plan.actions and endpoint is not None:
+            plan = self._smoke_test(resource, spec, desired, endpoint, history, region, outcome)
+        if plan.failure_generation is not None:
+            # Recorded before acting: a failed roll back must not make the config look untried.
+            outcome.status["lastFailure"] = {
+                "config": desired.config.name,
+                "generation": plan.failure_generation,
+                "reason": (endpoint.failure_reason if endpoint else None) or plan.message,
+                "cause": plan.failure_cause,
+            }
+            outcome.events.append(Event("Warning", plan.reason, plan.message))
+        self._act(plan, resource, desired, history, sagemaker, region, outcome)
         if Action.SYNC_TAGS in plan.actions and endpoint is not None:
             self._sync_tags(desired, endpoint, history, sagemaker, outcome)
         outcome.status["appliedTags"] = list(applied_tags(plan, spec.endpoint.tags, history))
         if any(a in plan.actions for a in (Action.CREATE_ENDPOINT, Action.UPDATE_ENDPOINT)):
             endpoint = sagemaker.describe_endpoint(name, owner) or endpoint
         self._record_endpoint(endpoint, outcome)
-        if plan.failure_generation is not None:
-            outcome.status["lastFailure"] = {
+        if plan.state is State.READY:
+            outcome.status["lastKnownGood"] = {
                 "config": desired.config.name,
-                "generation": plan.failure_generation,
-                "reason": (endpoint.failure_reason if endpoint else None) or plan.message,
+                "model": desired.model.name,
+                "generation": resource.generation,
             }
-            outcome.events.append(Event("Warning", plan.reason, plan.message))
         return plan
+
+    def _smoke_test(
+        self,
+        resource: Resource,
+        spec: DeploymentSpec,
+        desired: DesiredState,
+        endpoint: ObservedEndpoint,
+        history: History,
+        region: str,
+        outcome: Outcome,
+    ) -> Plan:
+        """Ask the endpoint the smoke question; the answer decides what the pass does next."""
+        test = spec.smoke_test
+        runtime = SageMakerRuntimeGateway(self._aws("sagemaker-runtime", region))
+        result = smoke.judge(test, runtime.invoke(endpoint.name, smoke.request_body(test)))
+        record = smoke.next_record(
+            smoke.SmokeRecord.from_status(resource.status.get("smokeTest")),
+            desired.config.name,
+            smoke.smoke_key(test),
+            resource.generation,
+            result,
+        )
+        outcome.status["smokeTest"] = record.to_status()
+        if record.passed:
+            outcome.events.append(Event("Normal", "SmokeTestPassed", record.message))
+        return smoke.plan_after_smoke(
+            desired, endpoint, history, record, self.settings.smoke_test_attempts
+        )
 
     def _identity(self, owner: Owner, spec: DeploymentSpec, status: Mapping[str, Any]) -> Identity:
         """The endpoint the spec asks for. Without a region in the spec, the recorded one wins
@@ -304,6 +343,7 @@ class Reconciler:
         plan: Plan,
         resource: Resource,
         desired: DesiredState,
+        history: History,
         sagemaker: SageMakerGateway,
         region: str,
         outcome: Outcome,
@@ -330,6 +370,13 @@ class Reconciler:
                 outcome.status["lastAttempt"] = _attempt(desired, generation)
                 sagemaker.update_endpoint(desired.endpoint.name, desired.config.name)
                 note("UpdatingEndpoint", plan.message)
+            elif action is Action.ROLL_BACK and history.last_known_good is not None:
+                sagemaker.update_endpoint(desired.endpoint.name, history.last_known_good)
+                note(
+                    "RollingBack",
+                    f"updating endpoint {desired.endpoint.name} back to config "
+                    f"{history.last_known_good}",
+                )
             elif action is Action.DELETE_ENDPOINT:
                 sagemaker.delete_endpoint(desired.endpoint.name)
                 note("DeletingEndpoint", plan.message)
@@ -587,9 +634,17 @@ def _attempt(desired: DesiredState, generation: int) -> dict[str, Any]:
     return {"config": desired.config.name, "generation": generation}
 
 
-def _history(resource: Resource) -> History:
+def _history(resource: Resource, spec: DeploymentSpec, settings: OperatorSettings) -> History:
     attempt = resource.status.get("lastAttempt") or {}
     failure = resource.status.get("lastFailure") or {}
+    smoke_test = spec.smoke_test
+    required = smoke_test.enabled if smoke_test.enabled is not None else settings.smoke_test_default
+    passed = smoke.SmokeRecord.from_status(resource.status.get("smokeTest"))
+    verified = (
+        passed.config
+        if passed is not None and passed.passed and passed.key == smoke.smoke_key(smoke_test)
+        else None
+    )
     return History(
         generation=resource.generation,
         attempted_config=attempt.get("config"),
@@ -598,4 +653,8 @@ def _history(resource: Resource) -> History:
         failed_generation=failure.get("generation"),
         applied_tags=tuple(resource.status.get("appliedTags") or ()),
         superseded_deleted_for=resource.status.get("supersededDeletedFor"),
+        failure_cause=failure.get("cause"),
+        smoke_required=required,
+        verified_config=verified,
+        last_known_good=(resource.status.get("lastKnownGood") or {}).get("config"),
     )

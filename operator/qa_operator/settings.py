@@ -35,6 +35,8 @@ class OperatorSettings:
     work_dir: Path = Path("/var/cache/qa-operator")
     work_dir_max_bytes: int = DEFAULT_WORK_DIR_MAX_BYTES
     serving_limits: ServingLimits = field(default_factory=ServingLimits)
+    smoke_test_default: bool = True  # for resources that leave spec.smokeTest.enabled unset
+    smoke_test_attempts: int = 3
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorSettings:
@@ -80,10 +82,21 @@ class OperatorSettings:
                 number("WORK_DIR_MAX_GB", DEFAULT_WORK_DIR_MAX_BYTES / GIB) * GIB
             ),
             serving_limits=_serving_limits(count),
+            smoke_test_default=_switch(text("SMOKE_TEST"), "SMOKE_TEST", default=True),
+            smoke_test_attempts=count("SMOKE_TEST_ATTEMPTS", 3),
         )
         if settings.poll_min_seconds > settings.poll_max_seconds:
             raise SettingsError("QA_OPERATOR_POLL_MIN_SECONDS exceeds QA_OPERATOR_POLL_MAX_SECONDS")
         return settings
+
+
+def _switch(raw: str | None, name: str, *, default: bool) -> bool:
+    if raw is None:
+        return default
+    value = raw.lower()
+    if value not in ("on", "off", "true", "false"):
+        raise SettingsError(f"{PREFIX}{name} must be on or off, not {raw!r}")
+    return value in ("on", "true")
 
 
 def serving_limit_name(field_name: str) -> str:

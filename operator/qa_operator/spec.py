@@ -84,6 +84,26 @@ class ImageSettings:
     mode: Literal["s3", "baked"] = "s3"
 
 
+# The built-in smoke test: the original post's example, which any extractive QA model can answer
+# with a span of the text.
+DEFAULT_SMOKE_QUESTION = "Where do I live?"
+DEFAULT_SMOKE_TEXT = "My name is Alex, I am 32 and live in Copenhagen."
+MAX_SMOKE_TEXT = 10_000
+MAX_SMOKE_TIMEOUT_S = 60  # SageMaker's own limit for a real-time invocation
+
+
+@dataclass(frozen=True)
+class SmokeTest:
+    """The question the operator asks the endpoint before calling it Ready. `enabled` None means
+    the operator's default (QA_OPERATOR_SMOKE_TEST)."""
+
+    enabled: bool | None = None
+    question: str = DEFAULT_SMOKE_QUESTION
+    text: str = DEFAULT_SMOKE_TEXT
+    expect_answer: str | None = None
+    timeout_seconds: int = 30
+
+
 @dataclass(frozen=True)
 class DeploymentSpec:
     source: ModelSource
@@ -91,6 +111,7 @@ class DeploymentSpec:
     endpoint: EndpointSettings
     image: ImageSettings = ImageSettings()
     deletion_policy: Literal["Delete", "Retain"] = "Delete"
+    smoke_test: SmokeTest = SmokeTest()
 
 
 def parse_spec(raw: Mapping[str, Any]) -> DeploymentSpec:
@@ -106,6 +127,7 @@ def parse_spec(raw: Mapping[str, Any]) -> DeploymentSpec:
         endpoint=_parse_endpoint(endpoint),
         image=_parse_image(image),
         deletion_policy=policy,
+        smoke_test=_parse_smoke_test(_mapping(raw.get("smokeTest"), "smokeTest")),
     )
 
 
@@ -208,6 +230,32 @@ def _parse_tags(raw: Any) -> dict[str, str]:
     if len(tags) > 40:
         raise SpecError("endpoint.tags", "at most 40 tags (the operator adds its own)")
     return tags
+
+
+def _parse_smoke_test(raw: Mapping[str, Any]) -> SmokeTest:
+    enabled = raw.get("enabled")
+    if enabled is not None and not isinstance(enabled, bool):
+        raise SpecError("smokeTest.enabled", "must be true or false")
+    question = _string(raw, "question", "smokeTest.question")
+    text = _string(raw, "text", "smokeTest.text")
+    if bool(question) != bool(text):
+        raise SpecError(
+            "smokeTest", "set question and text together (or neither: a built-in sample)"
+        )
+    if len(question) > 1000 or len(text) > MAX_SMOKE_TEXT:
+        raise SpecError(
+            "smokeTest", f"question at most 1000 and text at most {MAX_SMOKE_TEXT} characters"
+        )
+    expect = _string(raw, "expectAnswer", "smokeTest.expectAnswer") or None
+    timeout = _int(raw, "timeoutSeconds", 30, 1, MAX_SMOKE_TIMEOUT_S, "smokeTest")
+    defaults = SmokeTest()
+    return SmokeTest(
+        enabled=enabled,
+        question=question or defaults.question,
+        text=text or defaults.text,
+        expect_answer=expect,
+        timeout_seconds=timeout,
+    )
 
 
 def _parse_image(raw: Mapping[str, Any]) -> ImageSettings:

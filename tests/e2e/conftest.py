@@ -77,6 +77,9 @@ def operator(
         "QA_OPERATOR_POLL_MAX_SECONDS": "2",
         "QA_OPERATOR_RESYNC_SECONDS": "2",
         "QA_OPERATOR_WORK_DIR": str(package_cache),
+        # SERVING_IMAGE is a made-up digest no container can run; the tests that run the real
+        # serving image on SageMaker's runtime turn the smoke test on (test_smoke_gate.py).
+        "QA_OPERATOR_SMOKE_TEST": "off",
     }
     handle = Operator(operator_kubeconfig, namespace, env, tmp_path)
     yield handle

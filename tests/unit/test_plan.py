@@ -105,7 +105,53 @@ NEW_GEN4 = dataclasses.replace(FAILED3, generation=4)
 # The retry at generation 4 was tried too.
 TRIED4 = dataclasses.replace(NEW_GEN4, attempted_generation=4)
 
+# The smoke test is on: WANT has not passed it yet; it passed; it failed at generation 3.
+SMOKE3 = dataclasses.replace(GEN3, smoke_required=True, last_known_good=OLD)
+PASSED3 = dataclasses.replace(SMOKE3, verified_config=WANT)
+SMOKE_FAILED3 = dataclasses.replace(
+    SMOKE3, failed_config=WANT, failed_generation=3, failure_cause="SmokeTest"
+)
+
 RECONCILE_ROWS: dict[str, Row] = {
+    "smoke-in-service-on-desired-asks-first": Row(
+        seen(endpoint("InService")), SMOKE3, State.VERIFYING, "SmokeTesting", (Action.SMOKE_TEST,)
+    ),
+    "smoke-passed-is-ready": Row(
+        seen(endpoint("InService")),
+        PASSED3,
+        State.READY,
+        "EndpointInService",
+        (Action.DELETE_SUPERSEDED,),
+    ),
+    "smoke-passed-for-another-config-asks-again": Row(
+        seen(endpoint("InService")),
+        dataclasses.replace(SMOKE3, verified_config=OLD),
+        State.VERIFYING,
+        "SmokeTesting",
+        (Action.SMOKE_TEST,),
+    ),
+    "smoke-failed-on-desired-waits-for-a-new-spec": Row(
+        seen(endpoint("InService")), SMOKE_FAILED3, State.FAILED, "SmokeTestFailed"
+    ),
+    "smoke-failed-rolled-back": Row(
+        seen(endpoint("InService", OLD)),
+        SMOKE_FAILED3,
+        State.ROLLED_BACK,
+        "SmokeTestFailedRolledBack",
+    ),
+    "smoke-failed-rolling-back": Row(
+        seen(endpoint("Updating")), SMOKE_FAILED3, State.ROLLING_BACK, "SmokeTestFailedRolledBack"
+    ),
+    "smoke-failed-new-generation-updates-again": Row(
+        seen(endpoint("InService", OLD), model=True, config=True),
+        dataclasses.replace(SMOKE_FAILED3, generation=4),
+        State.UPDATING,
+        "UpdatingEndpoint",
+        (UE,),
+    ),
+    "smoke-unverified-while-system-updating-waits": Row(
+        seen(endpoint("SystemUpdating")), SMOKE3, State.WAITING, "EndpointSystemUpdating"
+    ),
     "absent-nothing-exists": Row(seen(None), GEN3, State.CREATING, "CreatingEndpoint", (C, CC, CE)),
     "absent-model-exists": Row(
         seen(None, model=True), GEN3, State.CREATING, "CreatingEndpoint", (CC, CE)
@@ -441,6 +487,9 @@ def test_plan_identity(
         (State.DELETING, False),
         (State.DELETED, False),
         (State.SERVING_BUSY, False),
+        (State.VERIFYING, False),
+        (State.SMOKE_RETRYING, False),
+        (State.ROLLING_BACK, False),
     ],
 )
 def test_settled(state: State, settled: bool) -> None:
@@ -458,6 +507,8 @@ def test_the_table_reaches_every_reconcile_state() -> None:
         State.ROLLED_BACK,
         State.CONFLICT,
         State.DELETING,
+        State.VERIFYING,
+        State.ROLLING_BACK,
     }
 
 

@@ -52,6 +52,8 @@ def test_every_setting_is_read() -> None:
             "QA_OPERATOR_SERVING_MAX_WINDOWS_PER_ROW": "8",
             "QA_OPERATOR_SERVING_MAX_BATCH_TOKENS": "4096",
             "QA_OPERATOR_SERVING_MAX_JSON_DEPTH": "6",
+            "QA_OPERATOR_SMOKE_TEST": "off",
+            "QA_OPERATOR_SMOKE_TEST_ATTEMPTS": "5",
         }
     )
     assert settings == OperatorSettings(
@@ -77,6 +79,8 @@ def test_every_setting_is_read() -> None:
             max_batch_tokens=4096,
             max_json_depth=6,
         ),
+        smoke_test_default=False,
+        smoke_test_attempts=5,
     )
     assert isinstance(settings.max_concurrent_packaging, int)
     assert isinstance(settings.work_dir_max_bytes, int)
@@ -139,6 +143,8 @@ def test_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"QA_OPERATOR_RESYNC_SECONDS": "-5"}, "must be a positive number"),
         ({"QA_OPERATOR_MAX_CONCURRENT_PACKAGING": "two"}, "not a number"),
         ({"QA_OPERATOR_MAX_CONCURRENT_PACKAGING": "0"}, "must be a positive number"),
+        ({"QA_OPERATOR_SMOKE_TEST": "maybe"}, "QA_OPERATOR_SMOKE_TEST must be on or off"),
+        ({"QA_OPERATOR_SMOKE_TEST_ATTEMPTS": "0"}, "must be a positive number"),
         (
             {"QA_OPERATOR_POLL_MIN_SECONDS": "90"},
             "QA_OPERATOR_POLL_MIN_SECONDS exceeds QA_OPERATOR_POLL_MAX_SECONDS",

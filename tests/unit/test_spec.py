@@ -17,6 +17,7 @@ from qa_operator.spec import (
     MlflowSource,
     S3Source,
     ServerlessCompute,
+    SmokeTest,
     SpecError,
     parse_spec,
 )
@@ -500,6 +501,27 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     ("bad-image-mode", body(image={"mode": "docker"}), "image.mode", "must be s3 or baked"),
     ("image-not-object", body(image="repo/x"), "image", "must be an object"),
+    ("smoke-not-object", body(smokeTest=True), "smokeTest", "must be an object"),
+    (
+        "smoke-enabled-string",
+        body(smokeTest={"enabled": "no"}),
+        "smokeTest.enabled",
+        "true or false",
+    ),
+    ("smoke-question-alone", body(smokeTest={"question": "Who?"}), "smokeTest", "together"),
+    ("smoke-text-alone", body(smokeTest={"text": "Alex."}), "smokeTest", "together"),
+    (
+        "smoke-timeout-over-sagemakers-limit",
+        body(smokeTest={"timeoutSeconds": 61}),
+        "smokeTest.timeoutSeconds",
+        "between 1 and 60",
+    ),
+    (
+        "smoke-text-too-long",
+        body(smokeTest={"question": "q", "text": "x" * 10_001}),
+        "smokeTest",
+        "at most 10000",
+    ),
     (
         "image-repository-not-string",
         body(image={"repository": ["a"]}),
@@ -530,3 +552,25 @@ def test_endpoint_name_longer_than_63_with_many_hyphens_is_rejected() -> None:
     with pytest.raises(SpecError) as caught:
         parse_spec(with_endpoint(name=name))
     assert caught.value.field_path == "endpoint.name"
+
+
+def test_smoke_test_defaults_to_the_built_in_sample_and_the_operators_switch() -> None:
+    assert parse_spec(body()).smoke_test == SmokeTest()
+    assert SmokeTest().enabled is None
+    assert SmokeTest().question and SmokeTest().text
+
+
+def test_smoke_test_is_read() -> None:
+    spec = parse_spec(
+        body(
+            smokeTest={
+                "enabled": True,
+                "question": "Who am I?",
+                "text": "I am Alex.",
+                "expectAnswer": "Alex",
+                "timeoutSeconds": 5,
+            }
+        )
+    )
+    assert spec.smoke_test == SmokeTest(True, "Who am I?", "I am Alex.", "Alex", 5)
+    assert parse_spec(body(smokeTest={"enabled": False})).smoke_test.enabled is False

@@ -12,6 +12,9 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+# SageMaker ends a real-time invocation after 60 s; a little more lets its own error arrive.
+INVOKE_READ_TIMEOUT_S = 70
+
 
 class AwsClients:
     def __init__(
@@ -22,6 +25,13 @@ class AwsClients:
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
         )
+        # An invocation is never retried by the SDK: a slow or failing endpoint would hold a
+        # worker for attempts x timeout. The smoke test retries on its own, with backoff.
+        self._invoke_config = Config(
+            retries={"mode": "standard", "total_max_attempts": 1},
+            connect_timeout=connect_timeout,
+            read_timeout=INVOKE_READ_TIMEOUT_S,
+        )
         self._lock = threading.Lock()
         self._clients: dict[tuple[str, str], Any] = {}
         self._session = boto3.session.Session()
@@ -31,5 +41,6 @@ class AwsClients:
         with self._lock:
             if key not in self._clients:
                 make_client: Any = self._session.client  # typed per service name; ours vary
-                self._clients[key] = make_client(service, region_name=region, config=self._config)
+                config = self._invoke_config if service == "sagemaker-runtime" else self._config
+                self._clients[key] = make_client(service, region_name=region, config=config)
             return self._clients[key]
