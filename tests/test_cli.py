@@ -56,6 +56,16 @@ def test_image_build_refuses_bad_arguments(args: list[str], message: str) -> Non
     assert message in result.stderr
 
 
+@pytest.mark.parametrize("command", [["image", "publish"], ["image"]])
+def test_image_publish_refuses_a_password_on_the_command_line(command: list[str]) -> None:
+    result = _qa_operator(
+        *command, "--base", "127.0.0.1:1/b:t", "--repository", "r", "--password", "hunter2"
+    )
+    assert result.returncode == 2
+    assert "--password is refused" in result.stderr and "--password-stdin" in result.stderr
+    assert "hunter2" not in result.stderr
+
+
 def test_run_without_a_cluster_fails_with_a_message_not_a_hang(tmp_path: Path) -> None:
     kubeconfig = tmp_path / "missing-kubeconfig"
     result = _qa_operator("run", "--standalone", "-n", "x", env={"KUBECONFIG": str(kubeconfig)})

@@ -53,16 +53,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--package", type=Path, help="MLflow package directory (baked mode)")
     parser.add_argument("--package-digest", help="sha256:... of the package; names the tag")
     add_registry_arguments(parser)
-    # Kept for scripts written before --password-stdin; a password in argv shows in `ps`.
-    parser.add_argument("--password", help=argparse.SUPPRESS)
+    parser.add_argument("--password", action=_RefusePassword, help=argparse.SUPPRESS)
+
+
+class _RefusePassword(argparse.Action):
+    """Scripts written before --password-stdin get told why and what to use instead, rather than
+    argparse's bare "unrecognized arguments"."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        parser.error(
+            "--password is refused: a password on the command line is visible to every user of "
+            f"the machine (ps, /proc); pass it with --password-stdin or in {ENV_PASSWORD}"
+        )
 
 
 def registry_password(args: argparse.Namespace) -> str | None:
     if args.password_stdin:
         return sys.stdin.readline().rstrip("\r\n")
-    if getattr(args, "password", None) is not None:
-        print("warning: --password is deprecated, use --password-stdin", file=sys.stderr)
-        return str(args.password)
     return os.environ.get(ENV_PASSWORD)
 
 
