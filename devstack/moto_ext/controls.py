@@ -1,4 +1,5 @@
-"""The knobs tests turn: endpoint lifecycle timing, requested failures, injected faults.
+"""The knobs tests turn: endpoint lifecycle timing, requested failures, injected faults, and the
+container runtime (runtime.py) when endpoints should run their containers.
 
 Pure state with a lock (the server is threaded); nothing here imports moto.
 """
@@ -8,7 +9,10 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from .runtime import EndpointRuntime
 
 FaultKind = Literal["throttle", "5xx", "latency"]
 
@@ -84,14 +88,25 @@ class Controls:
         self.failed_updates: dict[str, str] = {}
         self.faults: list[Fault] = []
         self.calls: Counter[tuple[str, str]] = Counter()
+        self.runtime: EndpointRuntime | None = None
 
     def reset(self) -> None:
+        """Everything back to defaults; the runtime, if any, stops its containers and is removed."""
         with self.lock:
             self.lifecycle = Lifecycle()
             self.calls.clear()
             self.failed_creations.clear()
             self.failed_updates.clear()
             self.faults.clear()
+        self.set_runtime(None)
+
+    def set_runtime(self, runtime: EndpointRuntime | None) -> None:
+        """Install `runtime` (None: none, endpoints run no container); the one it replaces stops
+        its containers, outside the lock (stopping waits for processes)."""
+        with self.lock:
+            previous, self.runtime = self.runtime, runtime
+        if previous is not None and previous is not runtime:
+            previous.stop_all()
 
     def take_creation_failure(self, endpoint_name: str) -> str | None:
         with self.lock:

@@ -3,12 +3,13 @@
 It sits in front of moto's app, so it sees each request as the wire carries it. The service is
 the signing name in the SigV4 credential scope (`sagemaker`, `s3`, `ecr`, `sts`); the operation is
 the API name (`CreateEndpoint`, `PutObject`): from `X-Amz-Target` for JSON protocols, from
-`Action` for query protocols (STS), and from method + path + query for S3's REST protocol.
+`Action` for query protocols (STS), from method + path + query for S3's REST protocol, and from
+the path for SageMaker Runtime's REST-JSON one (`InvokeEndpoint`, signed for `sagemaker` too).
 
 Error bodies are shaped per protocol the way the real services send them, so botocore parses
 them into the usual `ClientError` codes (and its retry logic classifies them as it would in AWS):
 
-- throttle: JSON services -> HTTP 400 `ThrottlingException`; query (STS) -> HTTP 400
+- throttle: JSON and REST-JSON services -> HTTP 400 `ThrottlingException`; query (STS) -> HTTP 400
   `Throttling`; S3 -> HTTP 503 `SlowDown` (S3's real throttling answer).
 - 5xx: HTTP 500 `InternalFailure` (S3: `InternalError`) or HTTP 503 `ServiceUnavailable`.
 - latency: sleep, then serve the request normally.
@@ -31,6 +32,10 @@ from .controls import CONTROLS, Controls, Fault
 log = logging.getLogger("moto_ext")
 
 _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/aws4_request")
+_SAGEMAKER_RUNTIME = {
+    re.compile(r"^/endpoints/[^/]+/invocations$"): "InvokeEndpoint",
+    re.compile(r"^/endpoints/[^/]+/async-invocations$"): "InvokeEndpointAsync",
+}
 
 
 def service_of(environ: dict[str, Any]) -> str | None:
@@ -66,10 +71,16 @@ def _s3_operation(method: str, path: str, query: dict[str, list[str]], environ: 
 
 
 def operation_of(environ: dict[str, Any], service: str) -> tuple[str, str]:
-    """(operation, protocol) of a request; protocol is "json", "query" or "rest-xml"."""
+    """(operation, protocol) of a request; protocol is "json", "rest-json", "query" or
+    "rest-xml"."""
     target = environ.get("HTTP_X_AMZ_TARGET")
     if target:
         return target.rsplit(".", 1)[-1], "json"
+    if service == "sagemaker" and environ.get("REQUEST_METHOD") == "POST":
+        path = environ.get("PATH_INFO", "")
+        for pattern, operation in _SAGEMAKER_RUNTIME.items():
+            if pattern.match(path):
+                return operation, "rest-json"
     query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
     if service == "s3":
         method = environ.get("REQUEST_METHOD", "GET")
@@ -91,6 +102,7 @@ def _error(fault: Fault, protocol: str) -> tuple[str, str, bytes, str]:
     if fault.kind == "throttle":
         status, code = {
             "json": (400, "ThrottlingException"),
+            "rest-json": (400, "ThrottlingException"),
             "query": (400, "Throttling"),
             "rest-xml": (503, "SlowDown"),
         }[protocol]
@@ -107,6 +119,8 @@ def _error(fault: Fault, protocol: str) -> tuple[str, str, bytes, str]:
     if protocol == "json":
         body = json.dumps({"__type": code, "message": message}).encode()
         return status_line, code, body, "application/x-amz-json-1.1"
+    if protocol == "rest-json":
+        return status_line, code, json.dumps({"message": message}).encode(), "application/json"
     error = f"<Code>{code}</Code><Message>{message}</Message>"
     if protocol == "query":
         xml = (
@@ -143,7 +157,7 @@ class FaultInjector:
             body = b""  # HEAD answers carry no body; botocore reads the status code
         log.info("fault: %s %s answered %s %s", service, operation, status_line, code)
         headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
-        if protocol == "json":
+        if protocol in ("json", "rest-json"):
             headers.append(("x-amzn-ErrorType", code))
         start_response(status_line, headers)
         return [body]

@@ -15,6 +15,12 @@ the service returns). `install()` applies them once, in the process that serves 
   Updating -> RollingBack -> InService on the OLD config with FailureReason set, which is what
   the service does when a blue/green update fails. The reference does not forbid updating to the
   config already in use, so that is allowed (a redeploy).
+- With a container runtime installed (`CONTROLS.runtime`, see runtime.py), CreateEndpoint and
+  UpdateEndpoint also start the config's containers: `Creating`/`Updating` lasts until they passed
+  /ping (and the phase allows); a container that fails ends `Failed` / rolls back with
+  SageMaker's FailureReason. DeleteEndpoint stops them. InvokeEndpoint reaches an endpoint while
+  it serves: InService, and also Updating/RollingBack/SystemUpdating on its current config
+  (UpdateEndpoint: "there is no availability loss").
 - `set_endpoint_status()` holds an endpoint in a status SageMaker enters by itself
   (SystemUpdating, OutOfService, UpdateRollbackFailed) until a test sets another.
 - AddTags adds or overwrites by key (moto appended duplicates); AddTags/ListTags/DeleteTags on an
@@ -37,6 +43,7 @@ from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemaker.utils import arn_formatter
 
 from .controls import CONTROLS, Phase
+from .runtime import EndpointRuntime, Start, VariantSpec
 
 _INSTALLED = False
 
@@ -49,6 +56,7 @@ class _Transition:
     phase: Phase
     then: Callable[[], None]
     pending_config: str | None = None
+    start: Start | None = None  # containers the runtime starts meanwhile
     entered: float = field(default_factory=time.monotonic)
     started: Any = field(default_factory=utcnow)
     seen: int = 0
@@ -57,6 +65,7 @@ class _Transition:
         return (
             self.seen >= self.phase.describes
             and time.monotonic() - self.entered >= self.phase.seconds
+            and (self.start is None or self.start.done)
         )
 
 
@@ -72,7 +81,7 @@ def _arn(backend: SageMakerModelBackend, kind: str, name: str) -> str:
 def _enter(endpoint: FakeEndpoint, transition: _Transition) -> None:
     """Put the endpoint in a transitional status, or skip straight through an instant one."""
     _transitions.pop(endpoint.arn, None)
-    if transition.phase.instant:
+    if transition.phase.instant and transition.start is None:
         transition.then()
         return
     endpoint.endpoint_status = transition.status
@@ -137,17 +146,60 @@ def _create_endpoint(original: Any, self: SageMakerModelBackend, **kwargs: Any) 
     with CONTROLS.lock:
         endpoint = original(self, **kwargs)
         failure = CONTROLS.take_creation_failure(name)
-        status = "InService" if failure is None else "Failed"
+        runtime = CONTROLS.runtime
+        start = None
+        if failure is None and runtime is not None:
+            start = _start_containers(self, runtime, endpoint, kwargs["endpoint_config_name"])
+
+        def created() -> None:
+            if start is None:
+                _finish(endpoint, "InService" if failure is None else "Failed", failure)
+            elif runtime is not None and runtime.promote(endpoint.arn, start):
+                _finish(endpoint, "InService", None)
+            else:
+                _finish(endpoint, "Failed", start.failure)
+
         _enter(
             endpoint,
             _Transition(
                 "Creating",
                 CONTROLS.lifecycle.creating,
-                then=lambda: _finish(endpoint, status, failure),
+                then=created,
                 pending_config=kwargs["endpoint_config_name"],
+                start=start,
             ),
         )
     return endpoint
+
+
+def _start_containers(
+    backend: SageMakerModelBackend, runtime: EndpointRuntime, endpoint: FakeEndpoint, config: str
+) -> Start:
+    """Have the runtime start the containers of `config` for the endpoint, as the Models stand
+    now (SageMaker too reads them when the call is made)."""
+    variants = []
+    for variant in backend.endpoint_configs[config].production_variants:
+        model_name = variant["ModelName"]
+        model = backend._models.get(model_name)
+        definition = None
+        if model is not None and (model.primary_container or model.containers):
+            definition = model.primary_container or model.containers[0]
+        timeout = variant.get("ContainerStartupHealthCheckTimeoutInSeconds")
+        variants.append(
+            VariantSpec(
+                variant_name=variant["VariantName"],
+                model_arn=_arn(backend, "model", model_name),
+                container=dict(definition) if definition else None,
+                startup_timeout_s=float(timeout) if timeout else None,
+            )
+        )
+    return runtime.start(
+        endpoint.arn,
+        endpoint.endpoint_name,
+        variants,
+        account=backend.account_id,
+        region=backend.region_name,
+    )
 
 
 def _describe_endpoint(original: Any, self: SageMakerModelBackend, endpoint_name: str) -> Any:
@@ -182,6 +234,8 @@ def _delete_endpoint(original: Any, self: SageMakerModelBackend, endpoint_name: 
             del self.endpoints[endpoint_name]
 
     with CONTROLS.lock:
+        if CONTROLS.runtime is not None:
+            CONTROLS.runtime.remove(endpoint.arn)
         _enter(endpoint, _Transition("Deleting", CONTROLS.lifecycle.deleting, then=gone))
 
 
@@ -223,8 +277,15 @@ def _update_endpoint(
         failure = CONTROLS.take_update_failure(endpoint_name)
         phase = CONTROLS.lifecycle.updating
         endpoint.failure_reason = None
+        runtime = CONTROLS.runtime
+        start = None
+        if failure is None and runtime is not None:
+            start = _start_containers(self, runtime, endpoint, endpoint_config_name)
 
-        def succeed() -> None:
+        def updated() -> None:
+            if start is not None and (runtime is None or not runtime.promote(endpoint.arn, start)):
+                roll_back(start.failure)
+                return
             endpoint.endpoint_config_name = endpoint_config_name
             endpoint.production_variants = endpoint._process_production_variants(
                 config.production_variants
@@ -232,13 +293,13 @@ def _update_endpoint(
             endpoint.data_capture_config = config.data_capture_config
             _finish(endpoint, "InService", None)
 
-        def roll_back() -> None:
+        def roll_back(reason: str | None) -> None:
             _enter(
                 endpoint,
                 _Transition(
                     "RollingBack",
                     phase,
-                    then=lambda: _finish(endpoint, "InService", failure),
+                    then=lambda: _finish(endpoint, "InService", reason),
                 ),
             )
 
@@ -247,8 +308,9 @@ def _update_endpoint(
             _Transition(
                 "Updating",
                 phase,
-                then=succeed if failure is None else roll_back,
+                then=updated if failure is None else lambda: roll_back(failure),
                 pending_config=endpoint_config_name,
+                start=start,
             ),
         )
     return str(endpoint.arn)
@@ -292,7 +354,30 @@ def set_endpoint_status(
         if endpoint is None:
             raise KeyError(f"no endpoint {endpoint_name} in {account_id}/{region}")
         _transitions.pop(endpoint.arn, None)
+        if CONTROLS.runtime is not None:
+            CONTROLS.runtime.cancel(endpoint.arn)
         _finish(endpoint, status, failure_reason)
+
+
+SERVING_STATUSES = frozenset({"InService", "Updating", "SystemUpdating", "RollingBack"})
+
+
+def serving_endpoint(account_id: str, region: str, endpoint_name: str) -> str | None:
+    """The endpoint's ARN when it takes invocations (its current config serves while it is
+    updated, rolled back or patched), else None: it does not exist, or it is Creating, Failed,
+    Deleting or OutOfService."""
+    try:
+        backend = sagemaker_backends[account_id][region]
+    except KeyError:
+        return None
+    endpoint = backend.endpoints.get(endpoint_name)
+    if endpoint is None:
+        return None
+    _advance(endpoint, described=False)
+    with CONTROLS.lock:
+        if backend.endpoints.get(endpoint_name) is not endpoint:
+            return None  # a finished delete
+        return str(endpoint.arn) if endpoint.endpoint_status in SERVING_STATUSES else None
 
 
 def install() -> None:

@@ -17,17 +17,24 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from . import sagemaker
 from .controls import CONTROLS
 from .faults import FaultInjector
+from .runtime import EndpointRuntime, InvocationProxy
 
 
 class ExtendedMotoServer:
-    """Threaded moto server with the SageMaker patches installed and the fault injector in front.
+    """Threaded moto server with the SageMaker patches installed, the fault injector in front and
+    InvokeEndpoint going to the endpoints' containers while a runtime is installed.
 
-    Request lines (werkzeug) and injected faults (moto_ext) are written to `log_path`.
+    `runtime`, when given, is installed at start (endpoints run their containers) and its
+    containers stop with the server. Request lines (werkzeug), injected faults and the runtime's
+    events (moto_ext) are written to `log_path`.
     """
 
-    def __init__(self, log_path: Path, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, log_path: Path, host: str = "127.0.0.1", runtime: EndpointRuntime | None = None
+    ) -> None:
         self.host = host
         self.log_path = log_path
+        self.runtime = runtime
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._handler: logging.Handler | None = None
@@ -48,7 +55,10 @@ class ExtendedMotoServer:
             logger.addHandler(self._handler)
             logger.setLevel(logging.INFO)
             logger.propagate = False
-        app = FaultInjector(DomainDispatcherApplication(create_backend_app), CONTROLS)
+        if self.runtime is not None:
+            CONTROLS.set_runtime(self.runtime)
+        moto_app = DomainDispatcherApplication(create_backend_app)
+        app = FaultInjector(InvocationProxy(moto_app, sagemaker.serving_endpoint), CONTROLS)
         self._server = make_server(
             self.host, 0, app, threaded=True, request_handler=MotoRequestHandler
         )
@@ -67,6 +77,9 @@ class ExtendedMotoServer:
             self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        CONTROLS.set_runtime(None)  # whichever is installed stops its containers
+        if self.runtime is not None:
+            self.runtime.stop_all()
         if self._handler is not None:
             for name in ("werkzeug", "moto_ext"):
                 logging.getLogger(name).removeHandler(self._handler)

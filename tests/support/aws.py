@@ -3,6 +3,7 @@
 Code under test reaches it only the standard way: `AWS_ENDPOINT_URL` (or endpoint_url) plus dummy
 credentials, from any process. The server runs in the test process, so tests turn its lifecycle
 and fault settings directly; see devstack/moto_ext/ and tests/README.md ("AWS (moto)").
+The fixture `sagemaker_runtime` makes endpoints run their containers for one test.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import pytest
 import requests
 from botocore.config import Config
 
-from devstack.moto_ext import CONTROLS, ExtendedMotoServer, Fault, Lifecycle
+from devstack.containers import ContainerRuntime
+from devstack.moto_ext import CONTROLS, EndpointRuntime, ExtendedMotoServer, Fault, Lifecycle
 from devstack.moto_ext.controls import Phase
 
 ACCOUNT_ID = "123456789012"  # moto's default account
@@ -60,7 +62,8 @@ class MotoServer:
         )
 
     def reset(self) -> None:
-        """All moto state, lifecycle settings and faults back to defaults."""
+        """All moto state, lifecycle settings and faults back to defaults; the container runtime
+        (if enabled) stops its containers and is disabled."""
         self._server.reset_extensions()
         response = requests.post(f"{self.endpoint_url}/moto-api/reset", timeout=30)
         response.raise_for_status()
@@ -134,6 +137,21 @@ class MotoServer:
     def clear_faults(self) -> None:
         CONTROLS.clear_faults()
 
+    def enable_runtime(self, runtime: EndpointRuntime) -> None:
+        """From now on, endpoints created or updated run their containers with `runtime` and
+        InvokeEndpoint reaches them (devstack/moto_ext/runtime.py); a runtime enabled before
+        stops its containers."""
+        CONTROLS.set_runtime(runtime)
+
+    def disable_runtime(self) -> None:
+        """Stop the runtime's containers; endpoints are moto's again (no container, canned
+        InvokeEndpoint answers)."""
+        CONTROLS.set_runtime(None)
+
+    @property
+    def runtime(self) -> EndpointRuntime | None:
+        return CONTROLS.runtime
+
     def calls(self, service: str, operation: str) -> int:
         """Requests received for this operation since the last reset, faulted ones included."""
         with CONTROLS.lock:
@@ -163,3 +181,18 @@ def aws(moto_server: MotoServer) -> Iterator[MotoServer]:
     moto_server.reset()
     yield moto_server
     moto_server.clear_faults()
+
+
+@pytest.fixture
+def sagemaker_runtime(
+    aws: MotoServer, container_runtime: ContainerRuntime, tmp_path: Path
+) -> Iterator[EndpointRuntime]:
+    """`aws` with endpoints that run their Model's container (pulled by `container_runtime`, files
+    under <tmp_path>/sagemaker-runtime) and InvokeEndpoint reaching them; stopped after the test."""
+    runtime = EndpointRuntime(container_runtime, tmp_path / "sagemaker-runtime")
+    aws.enable_runtime(runtime)
+    try:
+        yield runtime
+    finally:
+        aws.disable_runtime()
+        runtime.stop_all()  # also when the test replaced it
