@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP_VERSION := 26.3
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-peers demo bench lint format clean
+.PHONY: setup test test-peers demo devstack-up bench lint format clean
 
 setup: $(STAMP)
 
@@ -41,14 +41,20 @@ format: setup
 	$(VENV)/bin/ruff check --fix operator tests bench devstack
 	$(VENV)/bin/ruff format operator tests bench devstack
 
-demo: setup
-	$(PY) -m qa_operator.demo
+# One `kubectl apply` to an endpoint that answers, on the local stack (devstack/demo.py).
+demo: setup test-peers
+	$(PY) -m devstack.demo
+
+# The local stack alone, until Ctrl-C; `$(PY) -m devstack env` points another terminal at it.
+devstack-up: setup test-peers
+	$(PY) -m devstack up
 
 bench: setup test-peers
 	$(PY) bench/qa_throughput.py
 	$(PY) bench/linear_kernels.py
 	$(PY) bench/image_push.py
 	$(PY) bench/image_build.py
+	$(PY) bench/apply_to_ready.py
 
 lock:
 	$(PYTHON) -m venv /tmp/qa-operator-lock && /tmp/qa-operator-lock/bin/pip install -q -U pip==$(PIP_VERSION)
