@@ -81,8 +81,11 @@ def harness(
     s3.create_bucket(Bucket="sources")
     for path in tiny_qa_model_dir.iterdir():
         s3.upload_file(str(path), "sources", f"tiny/{path.name}")
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text("s3Sources: ['s3://sources/']\n")
     settings = OperatorSettings(
         default_region="us-east-1",
+        policy_file=policy_file,
         bucket=PACKAGE_BUCKET,
         execution_role_arn=ROLE_ARN,
         serving_image=SERVING_IMAGE,

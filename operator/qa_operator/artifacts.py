@@ -37,6 +37,7 @@ from qa_operator.desired import source_key
 from qa_operator.errors import OperatorError, RetryableError, TerminalError
 from qa_operator.model import validation
 from qa_operator.model.limits import ServingLimits
+from qa_operator.policy import mask_uri
 from qa_operator.settings import DEFAULT_WORK_DIR_MAX_BYTES
 from qa_operator.spec import DeploymentSpec, HuggingFaceSource, MlflowSource, S3Source
 
@@ -342,7 +343,7 @@ def describe_source(spec: DeploymentSpec) -> str:
         return f"huggingface {source.model_id}@{source.revision}"
     if isinstance(source, S3Source):
         return f"s3 {source.uri}"
-    return f"mlflow {source.model_uri}"
+    return f"mlflow {mask_uri(source.model_uri)}"
 
 
 def _check_applicable(spec: DeploymentSpec) -> None:

@@ -51,6 +51,7 @@ from qa_operator.plan import (
     superseded_image,
     tag_delta,
 )
+from qa_operator.policy import PolicyFile
 from qa_operator.settings import OperatorSettings
 from qa_operator.spec import DeploymentSpec, SpecError, parse_spec
 
@@ -98,6 +99,7 @@ class Reconciler:
         *,
         packager: ModelPackager | None = None,
         images: ImageResolver | None = None,
+        policy: PolicyFile | None = None,
         now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         jitter: Callable[[], float] = random.random,
     ) -> None:
@@ -111,6 +113,7 @@ class Reconciler:
             max_bytes=settings.work_dir_max_bytes,
         )
         self._images = images or ImageResolver(settings, lambda region: aws_client("ecr", region))
+        self._policy = policy or PolicyFile(settings.policy_file)
         self._now = now
         self._jitter = jitter
         self._locks: dict[str, threading.Lock] = {}
@@ -162,6 +165,8 @@ class Reconciler:
 
     def _reconcile(self, resource: Resource, spec: DeploymentSpec, outcome: Outcome) -> Plan:
         owner, status = resource.owner, resource.status
+        # The admin policy, before anything is fetched (MLflow credentials included) or created.
+        self._policy.enforce(owner.namespace, spec, self.settings)
         identity = self._identity(owner, spec, status)
         # Before anything is packaged or created, and before status records the new identity:
         # the recorded endpoint stays the one this resource reports and finally deletes.

@@ -37,6 +37,9 @@ class OperatorSettings:
     serving_limits: ServingLimits = field(default_factory=ServingLimits)
     smoke_test_default: bool = True  # for resources that leave spec.smokeTest.enabled unset
     smoke_test_attempts: int = 3
+    policy_file: Path | None = None  # the admin policy (policy.py); None: its safe defaults
+    # The operator's own MLflow tracking server (MLFLOW_TRACKING_URI): always allowed by the policy.
+    mlflow_tracking_uri: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorSettings:
@@ -84,6 +87,8 @@ class OperatorSettings:
             serving_limits=_serving_limits(count),
             smoke_test_default=_switch(text("SMOKE_TEST"), "SMOKE_TEST", default=True),
             smoke_test_attempts=count("SMOKE_TEST_ATTEMPTS", 3),
+            policy_file=Path(policy) if (policy := text("POLICY_FILE")) else None,
+            mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI", "").strip() or None,
         )
         if settings.poll_min_seconds > settings.poll_max_seconds:
             raise SettingsError("QA_OPERATOR_POLL_MIN_SECONDS exceeds QA_OPERATOR_POLL_MAX_SECONDS")

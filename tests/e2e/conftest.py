@@ -66,6 +66,12 @@ def operator(
     request: pytest.FixtureRequest,
 ) -> Iterator[Operator]:
     aws.client("s3").create_bucket(Bucket=PACKAGE_BUCKET)
+    # The admin policy allows exactly what the tests use beyond the defaults: sources in
+    # SOURCE_BUCKET, the loopback `mlflow server`. Tests may rewrite it (operator.env names it).
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(
+        f"s3Sources: ['s3://{SOURCE_BUCKET}/']\nmlflow: {{hosts: ['127.0.0.1']}}\n"
+    )
     env = {
         **aws.env(),
         "PYTHONUNBUFFERED": "1",
@@ -80,6 +86,7 @@ def operator(
         # SERVING_IMAGE is a made-up digest no container can run; the tests that run the real
         # serving image on SageMaker's runtime turn the smoke test on (test_smoke_gate.py).
         "QA_OPERATOR_SMOKE_TEST": "off",
+        "QA_OPERATOR_POLICY_FILE": str(policy_file),
     }
     handle = Operator(operator_kubeconfig, namespace, env, tmp_path)
     yield handle

@@ -223,6 +223,9 @@ def test_operator_image_takes_a_resource_to_ready(
     work = tmp_path / "work"
     work.mkdir()
     work.chmod(0o777)
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    (policy / "policy.yaml").write_text(f"s3Sources: ['{s3_model_uri}']\n")
     health_port = free_port()
     env = {
         **aws.env(),
@@ -235,6 +238,9 @@ def test_operator_image_takes_a_resource_to_ready(
         "QA_OPERATOR_POLL_MIN_SECONDS": "0.5",
         "QA_OPERATOR_POLL_MAX_SECONDS": "2",
         "QA_OPERATOR_RESYNC_SECONDS": "2",
+        "QA_OPERATOR_POLICY_FILE": "/etc/qa-operator/policy/policy.yaml",
+        # The made-up SERVING_IMAGE above runs nowhere: no endpoint to ask a smoke question.
+        "QA_OPERATOR_SMOKE_TEST": "off",
     }
     command = ["run", "--standalone", "--namespace", namespace]
     command.append(f"--liveness=http://127.0.0.1:{health_port}/healthz")
@@ -245,6 +251,7 @@ def test_operator_image_takes_a_resource_to_ready(
         mounts=[
             Mount(operator_kubeconfig, "/etc/qa-operator/kubeconfig"),
             Mount(work, "/var/cache/qa-operator", read_only=False),
+            Mount(policy, "/etc/qa-operator/policy"),
         ],
         log_path=tmp_path / "operator.log",
     ) as container:

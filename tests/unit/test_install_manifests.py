@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from qa_operator.handlers import GROUP, PLURAL
+from qa_operator.policy import Policy, parse_policy
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 
@@ -116,3 +117,25 @@ def test_rbac_grants_exactly_the_verbs_the_operator_uses() -> None:
         f"granted but unused: { {k: granted[k] - used.get(k, set()) for k in granted} }; "
         f"used but not granted: { {k: used[k] - granted.get(k, set()) for k in used} }"
     )
+
+
+def test_the_policy_configmap_is_mounted_where_the_operator_reads_it_and_parses() -> None:
+    docs = _documents()
+    configmaps = {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == "ConfigMap"}
+    pod = next(doc for doc in docs if doc["kind"] == "Deployment")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {item["name"]: item.get("value") for item in container.get("env", [])}
+    policy_file = Path(env["QA_OPERATOR_POLICY_FILE"])
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == str(policy_file.parent)]
+    # A subPath mount never sees the ConfigMap's updates: the policy would not reload.
+    assert "subPath" not in mount and mount.get("readOnly") is True
+    source = volumes[mount["name"]]["configMap"]
+    assert source["name"] == "qa-operator-policy" and "optional" not in source
+    text = configmaps["qa-operator-policy"]["data"][policy_file.name]
+    assert parse_policy(text, "qa-operator-policy") == Policy(source="qa-operator-policy")
+    # The commented example (single-# lines; ## lines explain) is itself a valid policy.
+    example = "\n".join(
+        line.removeprefix("# ") for line in text.splitlines() if not line.startswith("##")
+    )
+    assert parse_policy(example).for_namespace("team-a").s3_sources == ("s3://team-a-models/",)

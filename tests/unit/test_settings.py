@@ -54,6 +54,8 @@ def test_every_setting_is_read() -> None:
             "QA_OPERATOR_SERVING_MAX_JSON_DEPTH": "6",
             "QA_OPERATOR_SMOKE_TEST": "off",
             "QA_OPERATOR_SMOKE_TEST_ATTEMPTS": "5",
+            "QA_OPERATOR_POLICY_FILE": "/etc/qa-operator/policy/policy.yaml",
+            "MLFLOW_TRACKING_URI": "https://mlflow.example.com",
         }
     )
     assert settings == OperatorSettings(
@@ -81,6 +83,8 @@ def test_every_setting_is_read() -> None:
         ),
         smoke_test_default=False,
         smoke_test_attempts=5,
+        policy_file=Path("/etc/qa-operator/policy/policy.yaml"),
+        mlflow_tracking_uri="https://mlflow.example.com",
     )
     assert isinstance(settings.max_concurrent_packaging, int)
     assert isinstance(settings.work_dir_max_bytes, int)
@@ -99,6 +103,25 @@ def test_blank_values_mean_unset() -> None:
     assert settings.poll_max_seconds == 60.0
     assert settings.bucket_prefix == "qa-operator"
     assert settings.serving_image == "img:1"
+
+
+@pytest.mark.parametrize(
+    ("env", "policy_file", "tracking_uri"),
+    [
+        ({}, None, None),
+        ({"QA_OPERATOR_POLICY_FILE": " "}, None, None),
+        ({"QA_OPERATOR_POLICY_FILE": " /etc/p.yaml "}, Path("/etc/p.yaml"), None),
+        ({"POLICY_FILE": "/etc/p.yaml"}, None, None),
+        ({"MLFLOW_TRACKING_URI": " http://mlflow:5000 "}, None, "http://mlflow:5000"),
+        ({"MLFLOW_TRACKING_URI": ""}, None, None),
+        ({"QA_OPERATOR_MLFLOW_TRACKING_URI": "http://mlflow:5000"}, None, None),
+    ],
+)
+def test_policy_file_and_the_operators_own_tracking_uri(
+    env: dict[str, str], policy_file: Path | None, tracking_uri: str | None
+) -> None:
+    settings = OperatorSettings.from_env(env)
+    assert (settings.policy_file, settings.mlflow_tracking_uri) == (policy_file, tracking_uri)
 
 
 def test_unprefixed_names_are_ignored() -> None:
