@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -18,8 +19,10 @@ import requests
 
 import qa_operator
 from devstack.processes import free_port, stop
+from qa_operator.model.config import InferenceConfig
 from qa_operator.model.limits import ServingLimits
-from qa_operator.model.packaging import ModelPackage
+from qa_operator.model.packaging import ModelPackage, build_package
+from qa_operator.model.tiny import make_tiny_qa_model_dir
 
 pytestmark = pytest.mark.e2e
 
@@ -34,8 +37,13 @@ def server_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(tiny_qa_package: ModelPackage, server_log: Path) -> Iterator[str]:
+    with _serving(tiny_qa_package.path, server_log) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _serving(model_dir: Path, log_path: Path) -> Iterator[str]:
     port = free_port()
-    log_path = server_log
     env = {**os.environ, "PYTHONPATH": OPERATOR_SRC}
     command = [
         sys.executable,
@@ -43,7 +51,7 @@ def server(tiny_qa_package: ModelPackage, server_log: Path) -> Iterator[str]:
         "qa_operator.model.serving",
         "serve",
         "--model-dir",
-        str(tiny_qa_package.path),
+        str(model_dir),
         "--host",
         "127.0.0.1",
         "--port",
@@ -303,3 +311,15 @@ def test_a_client_that_goes_away_stops_the_work(server: str, server_log: Path) -
 
 
 ABANDONED = re.compile(r"request abandoned \(client gone\) after (\d+) of (\d+) batches")
+
+
+def test_a_model_that_fails_on_a_valid_request_answers_500_not_400(tmp_path: Path) -> None:
+    """Its position embeddings are shorter than any question: it loads, then fails every time."""
+    model_dir = make_tiny_qa_model_dir(tmp_path / "model", seed=5, max_position_embeddings=8)
+    package = build_package(model_dir, tmp_path / "package", InferenceConfig())
+    with _serving(package.path, tmp_path / "server.log") as url:
+        failed = invoke(url, {"question": "Where do I live?", "text": TEXT})
+        refused = invoke(url, {"question": "", "text": TEXT})
+    assert failed.status_code == 500, failed.text
+    assert "unexpected error while evaluating the model" in failed.json()["message"]
+    assert refused.status_code == 400, "a bad request is still the caller's fault"

@@ -11,6 +11,7 @@ thin ASGI layer in front of it
   bad request gets a 400 saying what is wrong instead of a traceback;
 * enforces the package's `ServingLimits` (body size, JSON depth, rows, text and question length,
   windows per row, batch tokens) with a 413 or 400 naming the limit;
+* answers 500, not MLflow's 400, when the model itself fails on a request that passed these checks;
 * abandons the model's work when the client disconnects (uvicorn's `http.disconnect`): a
   cancellation flag the engine checks between batches.
 
@@ -288,6 +289,11 @@ def _check_params(
     return effective, bool(overrides.keys() & {"max_seq_length", "doc_stride"})
 
 
+# MLflow answers 400 when the model raises, as if the caller were at fault. The request passed
+# this layer's checks, so it is the model's failure: SageMaker callers (and the smoke test) get 500.
+MLFLOW_MODEL_FAILURE = b"Encountered an unexpected error while evaluating the model"
+
+
 class SageMakerLayer:
     """ASGI middleware in front of MLflow's scoring app; see the module docstring."""
 
@@ -342,9 +348,18 @@ class SageMakerLayer:
         # engine checks the flag between batches, and the watcher sets it when uvicorn reports
         # that the client disconnected.
         answered = False
+        held_400: Message | None = None
 
         async def send_noting_the_end(message: Message) -> None:
-            nonlocal answered
+            nonlocal answered, held_400
+            if message["type"] == "http.response.start" and message["status"] == 400:
+                held_400 = message  # a model failure or a real 400: the body tells
+                return
+            if message["type"] == "http.response.body" and held_400 is not None:
+                start, held_400 = held_400, None
+                if MLFLOW_MODEL_FAILURE in message.get("body", b""):
+                    start = {**start, "status": 500}
+                await send(start)
             if message["type"] == "http.response.body" and not message.get("more_body", False):
                 answered = True  # before the await: uvicorn reports a disconnect once it is sent
             await send(message)

@@ -35,10 +35,12 @@ def build_tiny_qa_model(
     num_heads: int = 2,
     intermediate_size: int = 64,
     hidden_act: str = "gelu",
+    max_position_embeddings: int = 512,
 ) -> tuple[Any, Any]:
     """(fast tokenizer, BertForQuestionAnswering in eval mode) with random weights from `seed`.
     Larger sizes give a model of real-world shape (768/12/12/3072 is bert-base) for benchmarks;
-    `hidden_act` is the feed-forward activation (a transformers ACT2FN name)."""
+    `hidden_act` is the feed-forward activation (a transformers ACT2FN name). A small
+    `max_position_embeddings` gives a model that loads and fails on any longer input."""
     import torch
     from transformers import (  # type: ignore[attr-defined]
         BertConfig,
@@ -56,7 +58,7 @@ def build_tiny_qa_model(
         num_attention_heads=num_heads,
         intermediate_size=intermediate_size,
         hidden_act=hidden_act,
-        max_position_embeddings=512,
+        max_position_embeddings=max_position_embeddings,
         pad_token_id=vocab["[PAD]"],
     )
     torch.manual_seed(seed)
