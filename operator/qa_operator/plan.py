@@ -99,6 +99,7 @@ class History:
     # whenever a pass creates or uploads something, so one clean-up follows each change.
     superseded_deleted_for: str | None = None
     failure_cause: str | None = None  # SMOKE_TEST_CAUSE when the smoke test failed the config
+    failure_reason: str | None = None  # what the failure of failed_config said
     smoke_required: bool = False  # Ready only once the endpoint answered the smoke test
     verified_config: str | None = None  # the config that passed the current smoke test
     last_known_good: str | None = None  # the config that last passed (or was Ready without one)
@@ -140,6 +141,7 @@ class Plan:
     actions: tuple[Action, ...] = ()
     failure_generation: int | None = None  # record the desired config as failed at this generation
     failure_cause: str | None = None  # what failed it, when not SageMaker (SMOKE_TEST_CAUSE)
+    failure_reason: str | None = None  # why, when not SageMaker's FailureReason
 
     @property
     def settled(self) -> bool:
@@ -190,8 +192,9 @@ def plan_reconcile(desired: DesiredState, observed: Observed, history: History) 
         return Plan(
             State.ROLLING_BACK,
             "SmokeTestFailedRolledBack",
-            f"config {config_name} failed its smoke test; endpoint {endpoint.name} is "
-            f"{endpoint.status} on its way back to {history.last_known_good or 'its last config'}",
+            f"config {config_name} failed its smoke test ({history.failure_reason}); endpoint "
+            f"{endpoint.name} is {endpoint.status} on its way back to "
+            f"{history.last_known_good or 'its last config'}",
         )
     if (
         endpoint.status in SERVING_TRANSITIONAL
@@ -232,7 +235,7 @@ def plan_reconcile(desired: DesiredState, observed: Observed, history: History) 
                 State.FAILED,
                 "SmokeTestFailed",
                 f"endpoint {endpoint.name} is InService on config {config_name} but failed its "
-                "smoke test (status.smokeTest); change the spec to try again",
+                f"smoke test: {history.failure_reason}; change the spec to try again",
             )
         if history.needs_verification(config_name):
             return Plan(
@@ -247,7 +250,7 @@ def plan_reconcile(desired: DesiredState, observed: Observed, history: History) 
         return Plan(
             State.ROLLED_BACK,
             "SmokeTestFailedRolledBack",
-            f"config {config_name} failed its smoke test (status.smokeTest), so endpoint "
+            f"config {config_name} failed its smoke test ({history.failure_reason}), so endpoint "
             f"{endpoint.name} was rolled back to {endpoint.config_name}, which passed; change the "
             "spec to try again",
         )

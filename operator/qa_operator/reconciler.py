@@ -200,7 +200,9 @@ class Reconciler:
             outcome.status["lastFailure"] = {
                 "config": desired.config.name,
                 "generation": plan.failure_generation,
-                "reason": (endpoint.failure_reason if endpoint else None) or plan.message,
+                "reason": plan.failure_reason
+                or (endpoint.failure_reason if endpoint else None)
+                or plan.message,
                 "cause": plan.failure_cause,
             }
             outcome.events.append(Event("Warning", plan.reason, plan.message))
@@ -208,7 +210,10 @@ class Reconciler:
         if Action.SYNC_TAGS in plan.actions and endpoint is not None:
             self._sync_tags(desired, endpoint, history, sagemaker, outcome)
         outcome.status["appliedTags"] = list(applied_tags(plan, spec.endpoint.tags, history))
-        if any(a in plan.actions for a in (Action.CREATE_ENDPOINT, Action.UPDATE_ENDPOINT)):
+        if any(
+            a in plan.actions
+            for a in (Action.CREATE_ENDPOINT, Action.UPDATE_ENDPOINT, Action.ROLL_BACK)
+        ):
             endpoint = sagemaker.describe_endpoint(name, owner) or endpoint
         self._record_endpoint(endpoint, outcome)
         if plan.state is State.READY:
@@ -659,6 +664,7 @@ def _history(resource: Resource, spec: DeploymentSpec, settings: OperatorSetting
         applied_tags=tuple(resource.status.get("appliedTags") or ()),
         superseded_deleted_for=resource.status.get("supersededDeletedFor"),
         failure_cause=failure.get("cause"),
+        failure_reason=failure.get("reason"),
         smoke_required=required,
         verified_config=verified,
         last_known_good=(resource.status.get("lastKnownGood") or {}).get("config"),

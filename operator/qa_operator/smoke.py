@@ -226,6 +226,7 @@ def plan_after_smoke(
             (Action.ROLL_BACK,),
             failure_generation=history.generation,
             failure_cause=SMOKE_TEST_CAUSE,
+            failure_reason=record.message,
         )
     return Plan(
         State.FAILED,
@@ -234,4 +235,5 @@ def plan_after_smoke(
         f"endpoint {endpoint.name} stays on it; change the spec to try again",
         failure_generation=history.generation,
         failure_cause=SMOKE_TEST_CAUSE,
+        failure_reason=record.message,
     )

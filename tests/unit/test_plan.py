@@ -109,7 +109,11 @@ TRIED4 = dataclasses.replace(NEW_GEN4, attempted_generation=4)
 SMOKE3 = dataclasses.replace(GEN3, smoke_required=True, last_known_good=OLD)
 PASSED3 = dataclasses.replace(SMOKE3, verified_config=WANT)
 SMOKE_FAILED3 = dataclasses.replace(
-    SMOKE3, failed_config=WANT, failed_generation=3, failure_cause="SmokeTest"
+    SMOKE3,
+    failed_config=WANT,
+    failed_generation=3,
+    failure_cause="SmokeTest",
+    failure_reason="ModelError 500: boom",
 )
 
 RECONCILE_ROWS: dict[str, Row] = {
@@ -383,6 +387,8 @@ def test_plan_reconcile(row: Row) -> None:
     assert plan.message
     if row.observed.endpoint is not None:
         assert row.observed.endpoint.name in plan.message
+    if row.reason.startswith("SmokeTestFailed"):
+        assert "ModelError 500: boom" in plan.message, "the steady message keeps the cause"
 
 
 def test_messages_say_what_happened() -> None:

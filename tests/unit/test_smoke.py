@@ -280,6 +280,7 @@ def test_plan_after_smoke(
         failed_at,
     )
     assert plan.failure_cause == (SMOKE_TEST_CAUSE if failed_at is not None else None)
+    assert plan.failure_reason == (smoke.message if failed_at is not None else None)
     assert ENDPOINT.name in plan.message
     if not smoke.passed:
         assert "ModelError 500: boom" in plan.message
