@@ -5,9 +5,12 @@
   digest (unpacked into a temporary directory, then renamed: a half-unpacked rootfs is never
   used). Layers are streamed (never a whole layer in memory) and applied in order with OCI
   whiteouts; paths that would leave the root are refused. An image whose first layers (by
-  diff_id) are those of a cached image starts from a hard-linked copy of that rootfs and applies
-  only the rest. The cache is bounded (`max_bytes`, least recently used go first; never a rootfs
-  a running container uses).
+  diff_id) are those of a cached image, or a cached layer chain, starts from a hard-linked copy
+  of that rootfs and applies only the rest. Every unpack keeps its image's parent chain (all
+  layers but the last, keyed by the OCI ChainID) as an entry of its own, so that the next image
+  differing only in its top layer (the serving image after a code change) applies one layer.
+  The cache is bounded (`max_bytes`, least recently used go first; never a rootfs a running
+  container uses).
 - `ContainerRuntime.run` starts it under bubblewrap: read-only root, fresh /dev, /proc and /tmp,
   the host's network, every other namespace private, no capabilities, the image's user, killed
   with its parent. bubblewrap is preferred over runc (needs an OCI bundle and, rootless, cgroup
@@ -76,8 +79,14 @@ DEFAULT_MAX_BYTES = 30 * 1024**3
 # Between a pull and the run that follows it, another process's eviction must not take the rootfs.
 DEFAULT_KEEP_RECENT_S = 600.0
 _USE_MARKER = "in-use.lock"  # mtime: last use; a shared flock while a container runs on it
+_CHAIN = "chain-"  # a layer chain's entry: chain-<ChainID hex>/rootfs, chain.json, in-use.lock
+_CHAIN_FILE = "chain.json"
+# `.evicting-<entry>-<pid>`: an entry being removed. Its remover holds a flock on the directory
+# (taken before the rename), as an unpack holds one on its staging directory from its creation.
 _EVICTING = ".evicting-"
-_STALE_STAGING_S = 24 * 3600
+# A staging directory is left alone this long whatever its lock says: it is unlocked between
+# mkdtemp and the flock, and versions of this module before the locks did not take one.
+_STAGING_GRACE_S = 3600.0
 
 # SageMaker's hosting contract (https://docs.aws.amazon.com/sagemaker/latest/dg/
 # your-algorithms-inference-code.html): `docker run <image> serve`, the model under
@@ -134,8 +143,9 @@ class UnpackedImage:
     rootfs: Path
     config: dict[str, Any] = field(compare=False)
     from_cache: bool = field(default=False, compare=False)
-    # Layers unpacked by this pull (0 from the cache), and the cached image (manifest digest)
-    # whose rootfs was hard-link-copied to start from, when one was.
+    # Layers unpacked by this pull (0 from the cache), and the cache entry whose rootfs was
+    # hard-link-copied to start from, when one was: a cached image (its manifest digest) or a
+    # layer chain kept by an earlier unpack (its ChainID, see `chain_id`).
     layers_applied: int = field(default=0, compare=False)
     based_on: str | None = field(default=None, compare=False)
 
@@ -144,9 +154,26 @@ class UnpackedImage:
         return RuntimeConfig.from_image_config(self.config)
 
 
-def _default_url(host: str) -> str:
+def default_registry_url(host: str) -> str:
+    """The registry's base URL for a reference's host: plain HTTP on loopback, else HTTPS."""
     local = host.rsplit(":", 1)[0] in ("localhost", "127.0.0.1", "[::1]")
     return f"{'http' if local else 'https'}://{host}"
+
+
+def chain_id(diff_ids: Sequence[str]) -> str:
+    """The OCI image spec's ChainID of the layers `diff_ids` (bottom first): ChainID(L0) =
+    DiffID(L0), ChainID(L0|...|Ln) = sha256(ChainID(L0|...|Ln-1) + " " + DiffID(Ln))."""
+    return _chain_ids(diff_ids)[-1]
+
+
+def _chain_ids(diff_ids: Sequence[str]) -> list[str]:
+    """The ChainID of every leading run of `diff_ids`: [ChainID(L0), ChainID(L0|L1), ...]."""
+    if not diff_ids:
+        raise ValueError("a chain has at least one layer")
+    chains = [diff_ids[0]]
+    for diff_id in diff_ids[1:]:
+        chains.append("sha256:" + hashlib.sha256(f"{chains[-1]} {diff_id}".encode()).hexdigest())
+    return chains
 
 
 class _IterReader(io.RawIOBase):
@@ -488,18 +515,34 @@ def default_max_bytes() -> float:
     return size_limit_from_env(MAX_GB_ENV, DEFAULT_MAX_BYTES)
 
 
+@dataclass(frozen=True)
+class _Base:
+    """A cache entry (image or layer chain) holding an image's first `layers` layers."""
+
+    entry: Path
+    layers: int
+
+    @property
+    def key(self) -> str:
+        """The image's manifest digest, or the chain's ChainID."""
+        return "sha256:" + self.entry.name.removeprefix(_CHAIN)
+
+
 class ContainerRuntime:
     """Pulls images into a rootfs cache and runs them under bubblewrap.
 
-    `cache_dir` holds one directory per image manifest digest (default: `rootfs` under
-    $QA_OPERATOR_CACHE or ~/.cache/qa-operator), each with `rootfs/`, `config.json`,
-    `manifest.json` and `in-use.lock` (its mtime is the last use).
+    `cache_dir` (default: `rootfs` under $QA_OPERATOR_CACHE or ~/.cache/qa-operator) holds one
+    directory per image manifest digest, with `rootfs/`, `config.json`, `manifest.json` and
+    `in-use.lock` (its mtime is the last use), and one per layer chain an unpack kept (an
+    image's layers but the last: `chain-<ChainID hex>/` with `rootfs/`, `chain.json` and
+    `in-use.lock`), which the next image sharing those layers starts from.
 
     After each unpack, the least recently used entries are removed until the cache (its regular
     files, each inode counted once: reused layers are hard links) holds at most `max_bytes`
-    (default $QA_OPERATOR_ROOTFS_CACHE_MAX_GB GiB, else 30 GiB). Never removed: the entry just
-    pulled and the one it started from, entries used in the last `keep_recent_s`, and entries a
-    running container holds (a shared flock on `in-use.lock`, kept by bubblewrap).
+    (default $QA_OPERATOR_ROOTFS_CACHE_MAX_GB GiB, else 30 GiB). Never removed: the entries just
+    made and the one the pull started from, entries used in the last `keep_recent_s`, entries a
+    running container holds (a shared flock on `in-use.lock`, kept by bubblewrap) and entries a
+    pull is copying from (the same lock).
     """
 
     def __init__(
@@ -543,7 +586,7 @@ class ContainerRuntime:
         cached = self.cached(ref.digest)
         if cached is not None:
             return cached
-        anonymous = RegistryClient(_default_url(ref.host))
+        anonymous = RegistryClient(default_registry_url(ref.host))
         try:
             return self.pull_digest(anonymous, ref.repository, ref.digest)
         finally:
@@ -595,72 +638,171 @@ class ContainerRuntime:
         diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
         if len(diff_ids) != len(layers):
             raise ImageError(f"{where}: {len(layers)} layers but {len(diff_ids)} diff_ids")
+        for diff_id in diff_ids:  # a layer chain's entry is named after them
+            if not isinstance(diff_id, str) or not _DIGEST.fullmatch(diff_id):
+                raise ImageError(f"{where}: diff_id {diff_id!r} is not a sha256 digest")
         return layers, diff_ids, config_bytes, config
 
     def _unpack(self, client: RegistryClient, repository: str, manifest: Manifest) -> UnpackedImage:
+        """Unpack the image into its entry, on the cached entry sharing most leading layers.
+
+        Unless that entry already holds every layer but the last, the image's parent chain
+        (every layer but the last) is unpacked first into an entry of its own (`chain-<ChainID
+        hex>`), and the image's rootfs starts as a hard-linked copy of it: the next image
+        differing only in its top layer starts from that chain and applies one layer. The chain
+        is complete before the copy is taken and the last layer is applied to the copy only,
+        which unlinks every path before writing it: the chain's files are never written.
+        """
         where = f"{repository}@{manifest.digest}"
         layers, diff_ids, config_bytes, config = self._image_parts(client, repository, manifest)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         hex_digest = manifest.digest.removeprefix("sha256:")
-        staging = Path(tempfile.mkdtemp(prefix=f".{hex_digest[:12]}-", dir=self.cache_dir))
+        parent_layers = len(layers) - 1  # the parent chain: every layer but the last
         base = self._longest_cached_prefix(diff_ids)
-        reused = 0
-        try:
+        keep = [manifest.digest]
+        started_from: _Base | None = None
+        with self._staging(f".{hex_digest[:12]}-") as staging:
             rootfs = staging / "rootfs"
             rootfs.mkdir()
             writer = _RootWriter(rootfs)
-            if base is not None:
-                base_entry, reused = base
-                with _holding(base_entry) as held:  # no eviction while it is copied
-                    if held and (base_entry / "rootfs").is_dir():
-                        writer.copy_tree(base_entry / "rootfs")
-                    else:
-                        base, reused = None, 0
-            for layer, diff_id in zip(layers[reused:], diff_ids[reused:], strict=True):
-                chunks = client.iter_blob(repository, layer["digest"])  # digest checked at end
-                with _uncompressed(chunks, _LAYER_COMPRESSION[layer["mediaType"]]) as stream:
-                    hashing = _HashingReader(stream)
-                    tar_source: Any = hashing
-                    with tarfile.open(fileobj=tar_source, mode="r|", bufsize=_READ_SIZE) as tar:
-                        writer.apply(tar)
-                    hashing.drain()
-                if "sha256:" + hashing.sha.hexdigest() != diff_id:
-                    raise ImageError(
-                        f"{where}: layer {layer['digest']} unpacks to sha256:"
-                        f"{hashing.sha.hexdigest()}, but the config's diff_id is {diff_id}"
-                    )
+            if base is not None and base.layers >= parent_layers:
+                if self._start_from(base, writer):
+                    started_from = base
+                else:
+                    base = None  # evicted since it was found
+            if started_from is not None:
+                first = started_from.layers
+            elif parent_layers > 0:
+                started_from = self._unpack_chain(
+                    client,
+                    repository,
+                    where,
+                    layers[:parent_layers],
+                    diff_ids[:parent_layers],
+                    base=base,
+                    then_copy_to=writer,
+                )
+                keep.append(chain_id(diff_ids[:parent_layers]))
+                first = parent_layers
+            else:
+                first = 0
+            self._apply_layers(client, repository, where, writer, layers[first:], diff_ids[first:])
             writer.finish()
             _add_runtime_mount_points(rootfs, RuntimeConfig.from_image_config(config))
             (staging / "config.json").write_bytes(config_bytes)
             (staging / "manifest.json").write_bytes(manifest.body)
+            _mark_used(staging)
             staging.chmod(0o755)
-            try:
-                staging.rename(self.cache_dir / hex_digest)
-            except OSError as error:
-                if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                    raise
-                _remove_tree(staging)  # unpacked meanwhile by someone else: same content
-        except BaseException:
-            _remove_tree(staging)
-            raise
+            _publish(staging, self.cache_dir / hex_digest)
         image = self.cached(manifest.digest)
         assert image is not None
-        based_on = None if base is None else "sha256:" + base[0].name
-        self.evict(keep=[manifest.digest] + ([based_on] if based_on else []))
+        based_on = None if started_from is None else started_from.key
+        self.evict(keep=keep + ([based_on] if based_on else []))
         return UnpackedImage(
             image.digest,
             image.rootfs,
             image.config,
             from_cache=False,
-            layers_applied=len(layers) - reused,
+            layers_applied=len(layers) - (0 if started_from is None else started_from.layers),
             based_on=based_on,
         )
 
-    def _longest_cached_prefix(self, diff_ids: Sequence[str]) -> tuple[Path, int] | None:
-        """The cached entry whose layers (diff_ids) are the most leading layers of `diff_ids`,
-        and how many; None when no entry's layers lead them."""
-        best: tuple[Path, int] | None = None
+    def _unpack_chain(
+        self,
+        client: RegistryClient,
+        repository: str,
+        where: str,
+        layers: Sequence[dict[str, Any]],
+        diff_ids: Sequence[str],
+        *,
+        base: _Base | None,
+        then_copy_to: _RootWriter,
+    ) -> _Base | None:
+        """Unpack the layer chain `diff_ids` into its entry (on `base` when it can be held),
+        hard-link-copy it into `then_copy_to`, and publish it; the entry it started from."""
+        hex_chain = chain_id(diff_ids).removeprefix("sha256:")
+        with self._staging(f".{_CHAIN}{hex_chain[:12]}-") as staging:
+            rootfs = staging / "rootfs"
+            rootfs.mkdir()
+            writer = _RootWriter(rootfs)
+            if base is not None and not self._start_from(base, writer):
+                base = None
+            first = 0 if base is None else base.layers
+            self._apply_layers(client, repository, where, writer, layers[first:], diff_ids[first:])
+            writer.finish()  # final modes, owners and times: the copy takes them from here
+            chain = {"chain_id": "sha256:" + hex_chain, "diff_ids": list(diff_ids)}
+            (staging / _CHAIN_FILE).write_text(json.dumps(chain))
+            _mark_used(staging)
+            # Copied before it is published: no other process can evict it in between.
+            then_copy_to.copy_tree(rootfs)
+            staging.chmod(0o755)
+            _publish(staging, self.cache_dir / f"{_CHAIN}{hex_chain}")
+        return base
+
+    @staticmethod
+    def _start_from(base: _Base, writer: _RootWriter) -> bool:
+        """Hard-link-copy `base`'s rootfs into `writer`'s root; False when it was evicted."""
+        with _holding(base.entry) as held:  # no eviction while it is copied
+            if not held or not (base.entry / "rootfs").is_dir():
+                return False
+            writer.copy_tree(base.entry / "rootfs")
+        _mark_used(base.entry)
+        return True
+
+    @staticmethod
+    def _apply_layers(
+        client: RegistryClient,
+        repository: str,
+        where: str,
+        writer: _RootWriter,
+        layers: Sequence[dict[str, Any]],
+        diff_ids: Sequence[str],
+    ) -> None:
+        """Download and apply `layers` in order, each checked against its diff_id."""
+        for layer, diff_id in zip(layers, diff_ids, strict=True):
+            chunks = client.iter_blob(repository, layer["digest"])  # digest checked at the end
+            with _uncompressed(chunks, _LAYER_COMPRESSION[layer["mediaType"]]) as stream:
+                hashing = _HashingReader(stream)
+                tar_source: Any = hashing
+                with tarfile.open(fileobj=tar_source, mode="r|", bufsize=_READ_SIZE) as tar:
+                    writer.apply(tar)
+                hashing.drain()
+            if "sha256:" + hashing.sha.hexdigest() != diff_id:
+                raise ImageError(
+                    f"{where}: layer {layer['digest']} unpacks to sha256:"
+                    f"{hashing.sha.hexdigest()}, but the config's diff_id is {diff_id}"
+                )
+
+    @contextlib.contextmanager
+    def _staging(self, prefix: str) -> Iterator[Path]:
+        """A new directory in the cache to build an entry in (then `_publish` it), removed if
+        the block fails. A flock on the directory, held until the block ends, tells
+        `_remove_leftovers` in any process that its owner is alive."""
+        staging = Path(tempfile.mkdtemp(prefix=prefix, dir=self.cache_dir))
+        lock = _lock_directory(staging)
+        try:
+            yield staging
+        except BaseException:
+            _remove_tree(staging)
+            raise
+        finally:
+            if lock is not None:
+                os.close(lock)
+
+    def _longest_cached_prefix(self, diff_ids: Sequence[str]) -> _Base | None:
+        """The cached image or layer chain whose layers (diff_ids) are the most leading layers
+        of `diff_ids`, a chain on a tie (it has no other image's mount points); None when no
+        entry's layers lead them."""
+        best: _Base | None = None
+        chains = _chain_ids(diff_ids) if diff_ids else []
+        for count in range(len(chains), 0, -1):
+            entry = self.cache_dir / (_CHAIN + chains[count - 1].removeprefix("sha256:"))
+            if (entry / _CHAIN_FILE).is_file():
+                best = _Base(entry, count)
+                break
         for entry in self._entries():
+            if entry.name.startswith(_CHAIN):
+                continue
             try:
                 config = json.loads((entry / "config.json").read_text())
             except (OSError, ValueError):
@@ -670,27 +812,31 @@ class ContainerRuntime:
                 chain
                 and len(chain) <= len(diff_ids)
                 and list(diff_ids[: len(chain)]) == chain
-                and (best is None or len(chain) > best[1])
+                and (best is None or len(chain) > best.layers)
             ):
-                best = (entry, len(chain))
+                best = _Base(entry, len(chain))
         return best
 
     def _entries(self) -> list[Path]:
+        """Every complete entry: images (`<manifest hex>`) and layer chains (`chain-<hex>`)."""
         if not self.cache_dir.is_dir():
             return []
         return [
             entry
             for entry in self.cache_dir.iterdir()
-            if not entry.name.startswith(".") and _DIGEST.fullmatch("sha256:" + entry.name)
+            if _DIGEST.fullmatch("sha256:" + entry.name.removeprefix(_CHAIN))
         ]
 
     def evict(self, *, keep: Sequence[str] = ()) -> list[str]:
-        """Remove least recently used entries until the cache holds at most `max_bytes`; the
-        digests removed. `keep` (manifest digests), entries used in the last `keep_recent_s`
-        and entries a running container holds stay, whatever the bound."""
+        """Remove least recently used entries (images and layer chains) until the cache holds at
+        most `max_bytes`; the keys removed (manifest digests, ChainIDs). `keep` (such keys),
+        entries used in the last `keep_recent_s` and entries a running container holds or a
+        pull copies from stay, whatever the bound."""
         self._remove_leftovers()
         now = time.time()
-        kept = {digest.removeprefix("sha256:") for digest in keep}
+        kept: set[str] = set()
+        for key in keep:
+            kept |= {key.removeprefix("sha256:"), _CHAIN + key.removeprefix("sha256:")}
         holders: dict[tuple[int, int], list[str]] = {}  # inode -> the entries linking it
         sizes: dict[tuple[int, int], int] = {}
         last_used: dict[str, float] = {}
@@ -706,17 +852,9 @@ class ContainerRuntime:
                 break
             if name in kept or now - last_used[name] < self.keep_recent_s:
                 continue
-            entry = self.cache_dir / name
-            with _holding(entry, exclusive=True) as held:
-                if not held:
-                    continue  # a running container's root
-                doomed = self.cache_dir / f"{_EVICTING}{name}-{os.getpid()}"
-                try:
-                    entry.rename(doomed)
-                except OSError:
-                    continue
-            _remove_tree(doomed)
-            evicted.append("sha256:" + name)
+            if not self._remove_entry(name):
+                continue
+            evicted.append("sha256:" + name.removeprefix(_CHAIN))
             for inode, names in holders.items():
                 if name in names:
                     names.remove(name)
@@ -724,18 +862,55 @@ class ContainerRuntime:
                         total -= sizes[inode]
         return evicted
 
+    def _remove_entry(self, name: str) -> bool:
+        """Rename the entry out of sight and remove it; False when it is in use (a container
+        runs on it, a pull copies from it, or its pull has not let go of it yet)."""
+        entry = self.cache_dir / name
+        with _holding(entry, exclusive=True) as held:
+            if not held:
+                return False
+            # Locked before the rename: `.evicting-*` is never seen unlocked while we remove it.
+            removal = _lock_directory(entry)
+            if removal is None:
+                return False
+            doomed = self.cache_dir / f"{_EVICTING}{name}-{os.getpid()}"
+            try:
+                entry.rename(doomed)
+            except OSError:
+                os.close(removal)
+                return False
+        try:
+            _remove_tree(doomed)
+        finally:
+            os.close(removal)
+        return True
+
     def _remove_leftovers(self) -> None:
-        """What killed pulls and evictions left: partial evictions, day-old staging dirs."""
+        """What killed pulls and evictions left: `.evicting-*` and staging directories whose
+        owner is gone. A live owner holds a flock on the directory (and an `.evicting-*` name
+        carries its pid), so a removal or an unpack in progress in any process is left alone."""
         if not self.cache_dir.is_dir():
             return
         now = time.time()
-        for entry in self.cache_dir.iterdir():
-            if not entry.name.startswith("."):
+        for path in self.cache_dir.iterdir():
+            if not path.name.startswith("."):
                 continue
-            with contextlib.suppress(OSError):
-                stale = now - entry.stat().st_mtime > _STALE_STAGING_S
-                if entry.name.startswith(_EVICTING) or stale:
-                    _remove_tree(entry)
+            if path.name.startswith(_EVICTING):
+                if _remover_alive(path.name):
+                    continue
+            else:
+                try:
+                    if now - path.lstat().st_mtime < _STAGING_GRACE_S:
+                        continue
+                except OSError:
+                    continue
+            lock = _lock_directory(path)
+            if lock is None:
+                continue  # its owner is alive (or it is no directory of ours)
+            try:
+                _remove_tree(path)
+            finally:
+                os.close(lock)
 
     # -- running ----------------------------------------------------------------------------
 
@@ -805,6 +980,10 @@ class ContainerRuntime:
             str(gid),
             "--cap-drop",
             "ALL",
+            # PR_SET_PDEATHSIG, which this sets, follows the *thread* that started bubblewrap,
+            # not the process: a container started from a short-lived thread is killed when
+            # that thread exits. Start containers from a thread that lives as long as they
+            # should (moto_ext's runtime starts them all from one long-lived thread).
             "--die-with-parent",
             "--new-session",
             "--ro-bind",
@@ -896,6 +1075,49 @@ def _holding(entry: Path, *, exclusive: bool = False) -> Iterator[bool]:
         os.close(descriptor)
 
 
+def _lock_directory(path: Path) -> int | None:
+    """An exclusive flock on the directory itself, taken without waiting: its descriptor, or
+    None when another process (or descriptor) holds it or `path` is no directory we can open.
+    Whoever builds or removes a directory in the cache holds it, so leftovers removal can tell
+    a live owner from a dead one."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(descriptor)
+        return None
+    return descriptor
+
+
+def _remover_alive(name: str) -> bool:
+    """Whether the process named by an `.evicting-<entry>-<pid>` directory runs (another
+    process: this one's own removals are told apart by the directory's lock alone)."""
+    pid_text = name.rsplit("-", 1)[-1]
+    if not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def _publish(staging: Path, entry: Path) -> None:
+    """Rename a complete staging directory into place (atomic: a lookup sees all or nothing);
+    when another pull made the entry meanwhile (the same content), drop ours."""
+    try:
+        staging.rename(entry)
+    except OSError as error:
+        if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+            raise
+        _remove_tree(staging)
+
+
 def _regular_files(entry: Path) -> Iterator[tuple[tuple[int, int], int]]:
     """((st_dev, st_ino), size) of every regular file under `entry`."""
     stack = [str(entry)]
@@ -910,14 +1132,37 @@ def _regular_files(entry: Path) -> Iterator[tuple[tuple[int, int], int]]:
 
 
 def _remove_tree(path: Path) -> None:
-    """Remove a tree we unpacked, whatever modes its directories were given."""
+    """Remove a tree we unpacked, whatever modes its directories were given (as root they do
+    not matter; as another user a directory without write, read or search permission stops
+    the removal): a failed removal makes the parent directory writable (and a directory that
+    could not be read, readable) and is retried, once per path. Only directories are given new
+    modes, never files: a file's inode may be shared with other entries. Best effort: what
+    still cannot be removed stays."""
+    retried: set[str] = set()
 
-    def make_writable_and_retry(function: Any, failed: str, _info: Any) -> None:
+    def make_writable_and_retry(function: Any, failed: str, info: Any) -> None:
+        if isinstance(info[1], FileNotFoundError) or failed in retried:
+            return  # removed meanwhile; or retried already
+        retried.add(failed)
         with contextlib.suppress(OSError):
-            os.chmod(os.path.dirname(failed), 0o700)
-            function(failed)
+            _add_mode(os.path.dirname(failed) or ".", 0o700)
+            if function in (os.unlink, os.rmdir):
+                function(failed)
+            elif os.path.isdir(failed) and not os.path.islink(failed):
+                # os.open, os.scandir, os.lstat: the directory could not be read, so
+                # rmtree skipped it: read it now, and remove it.
+                _add_mode(failed, 0o700)
+                shutil.rmtree(failed, onerror=make_writable_and_retry)
+            else:
+                os.unlink(failed)
 
     shutil.rmtree(path, onerror=make_writable_and_retry)
+
+
+def _add_mode(directory: str, bits: int) -> None:
+    mode = os.lstat(directory).st_mode & 0o7777
+    if mode & bits != bits:
+        os.chmod(directory, mode | bits)
 
 
 def _add_runtime_mount_points(rootfs: Path, runtime: RuntimeConfig) -> None:

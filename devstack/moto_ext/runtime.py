@@ -62,7 +62,7 @@ from devstack.containers import (
     ContainerRuntime,
     ImageError,
     UnpackedImage,
-    _default_url,
+    default_registry_url,
     extract_model_archive,
     run_sagemaker_container,
 )
@@ -456,7 +456,7 @@ class EndpointRuntime:
                 raise _StartFailed(image_access_failure(variant))
             if ref.digest is None:
                 assert ref.tag is not None
-                client = RegistryClient(_default_url(ref.host))
+                client = RegistryClient(default_registry_url(ref.host))
                 try:
                     digest = client.manifest_digest(ref.repository, ref.tag)
                 finally:

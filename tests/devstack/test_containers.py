@@ -26,7 +26,7 @@ from devstack.containers import (
 )
 from devstack.debian_base import DebianBase
 from devstack.processes import free_port
-from qa_operator.registry.client import DigestMismatch, RegistryClient
+from qa_operator.registry.client import DigestMismatch, RegistryClient, sha256_digest
 from support.containers import DEBIAN_BASE_REPOSITORY
 from support.images import Images
 from support.registry import Registry
@@ -204,6 +204,21 @@ def test_a_layer_that_does_not_match_its_diff_id_is_refused(runtime, pusher):
     with pytest.raises(ImageError, match="diff_id"):
         pull(runtime, pusher.client, image)
     assert list(runtime.cache_dir.iterdir()) == []
+
+    # In the parent chain: neither the chain nor the image is left, half-unpacked or whole.
+    top = tar_bytes([Member("top", b"y")])
+    chained = pusher.push(
+        unique_repository(),
+        [layer, layer, top],
+        diff_ids=[sha256_digest(layer), "sha256:" + "0" * 64, sha256_digest(top)],
+    )
+    with pytest.raises(ImageError, match="diff_id"):
+        pull(runtime, pusher.client, chained)
+    assert list(runtime.cache_dir.iterdir()) == []
+
+    named_oddly = pusher.push(unique_repository(), [layer, top], diff_ids=["../x", "../y"])
+    with pytest.raises(ImageError, match="not a sha256 digest"):
+        pull(runtime, pusher.client, named_oddly)
 
 
 @pytest.mark.e2e
