@@ -45,7 +45,13 @@ class ImageResolver:
         return short_hash([self._settings.serving_image, repository, image.mode, package], 16)
 
     def resolve(
-        self, image: ImageSettings, region: str, package_dir: Path, package_digest: str
+        self,
+        image: ImageSettings,
+        region: str,
+        package_dir: Path,
+        package_digest: str,
+        *,
+        owner: str | None = None,
     ) -> ResolvedImage:
         base = self._settings.serving_image
         repository = image.repository or self._settings.image_repository
@@ -61,7 +67,7 @@ class ImageResolver:
                     "image.mode baked needs image.repository (or QA_OPERATOR_IMAGE_REPOSITORY)",
                 )
             return self._pinned(base)
-        return self._publish(base, repository, image, region, package_dir, package_digest)
+        return self._publish(base, repository, image, region, package_dir, package_digest, owner)
 
     def _pinned(self, base: str) -> ResolvedImage:
         """The configured image by digest, so that a moved tag never changes a running endpoint.
@@ -96,6 +102,7 @@ class ImageResolver:
         region: str,
         package_dir: Path,
         package_digest: str,
+        owner: str | None,
     ) -> ResolvedImage:
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -114,6 +121,7 @@ class ImageResolver:
                 mode=image.mode,
                 package_dir=package_dir,
                 package_digest=package_digest,
+                owner=owner,
             )
         except UnsupportedImage as exc:
             raise TerminalError("UnsupportedServingImage", str(exc)) from exc

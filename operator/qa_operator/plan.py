@@ -446,8 +446,8 @@ class PushedImage:
 def pushed_image(recorded: Mapping[str, object]) -> PushedImage | None:
     """The baked image this resource recorded pushing (status.image), the only kind of image it
     ever deletes: a shared `s3`-mode serving image, or a record from before pushes were recorded,
-    gives None. Another resource baking the same package into the same repository gets the same
-    digest: deleting one deletes the image under the other (a known limit, see the README)."""
+    gives None. Each owner bakes its own image (publish_image's `owner`), so deleting it never
+    deletes another resource's."""
     repository, digest, tag = (recorded.get(k) for k in ("repository", "digest", "tag"))
     if recorded.get("pushed") is not True or not isinstance(tag, str):
         return None

@@ -320,7 +320,9 @@ class Reconciler:
                     Event("Normal", "UploadedPackage", f"uploaded s3://{bucket}/{key_name}")
                 )
             model_data_url = f"s3://{bucket}/{key_name}"
-        image = self._images.resolve(spec.image, region, prepared.package_dir, prepared.digest)
+        image = self._images.resolve(
+            spec.image, region, prepared.package_dir, prepared.digest, owner=resource.owner.uid
+        )
         outcome.status["modelPackage"] = {
             "uri": model_data_url,
             "digest": prepared.digest,

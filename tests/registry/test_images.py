@@ -385,3 +385,41 @@ def test_base_on_another_open_registry_needs_no_source_client(
         base.layer_digests
     )
     assert ref.uri.startswith(f"{oci_registry_with_auth.host}/qa/o@")
+
+
+def test_one_package_baked_for_two_owners_is_two_images_and_deleting_one_keeps_the_other(
+    registry, images, model_package
+):
+    images.push_base(registry, "serving/base", "owners")
+    refs = {
+        owner: publish_image(
+            registry,
+            base=f"{registry.host}/serving/base:owners",
+            target_repository="qa/shared",
+            mode="baked",
+            package_dir=model_package,
+            package_digest=PACKAGE_DIGEST,
+            owner=owner,
+        )
+        for owner in ("uid-a", "uid-b")
+    }
+    a, b = refs["uid-a"], refs["uid-b"]
+    assert a.digest != b.digest
+    assert a.tag != b.tag
+    assert a.tag.startswith(package_tag(PACKAGE_DIGEST) + "-")
+    again = publish_image(
+        registry,
+        base=f"{registry.host}/serving/base:owners",
+        target_repository="qa/shared",
+        mode="baked",
+        package_dir=model_package,
+        package_digest=PACKAGE_DIGEST,
+        owner="uid-a",
+    )
+    assert again.digest == a.digest, "an owner's own image is found again, not rebuilt"
+
+    registry.delete_manifest("qa/shared", a.digest)
+
+    assert registry.manifest_digest("qa/shared", a.tag) is None
+    assert registry.manifest_digest("qa/shared", b.tag) == b.digest
+    assert registry.get_manifest("qa/shared", b.digest).digest == b.digest

@@ -17,6 +17,7 @@ blob: the next run simply uploads what is still absent.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -99,9 +100,13 @@ def parse_reference(text: str) -> Reference:
     return Reference(host=host, repository=name, tag=tag, digest=digest or None)
 
 
-def package_tag(package_digest: str) -> str:
-    """The tag of a baked image: `pkg-` and the first 12 hex digits of the package digest."""
-    return "pkg-" + package_digest.removeprefix("sha256:")[:12]
+def package_tag(package_digest: str, owner: str | None = None) -> str:
+    """The tag of a baked image: `pkg-` and the first 12 hex digits of the package digest, then
+    (for an owner's own image) `-` and the first 12 characters of the owner's hashed id."""
+    tag = "pkg-" + package_digest.removeprefix("sha256:")[:12]
+    if owner is None:
+        return tag
+    return f"{tag}-{hashlib.sha256(owner.encode()).hexdigest()[:12]}"
 
 
 def publish_image(
@@ -113,13 +118,17 @@ def publish_image(
     package_dir: Path | None = None,
     package_digest: str | None = None,
     source: RegistryClient | None = None,
+    owner: str | None = None,
 ) -> ImageRef:
     """Make the serving image available in `target_repository` on `client`'s registry.
 
     `base` names the serving image ("host/repo:tag" or "host/repo@sha256:..."); when its host is
     not `client`'s, `source` is the client used to read it (an anonymous one when None).
     In "baked" mode `package_dir` is required and `package_digest` (from the packager) names the
-    tag; when it is None, the model layer's content digest is used instead.
+    tag; when it is None, the model layer's content digest is used instead. A baked image with an
+    `owner` (the operator passes the resource's uid) is that owner's alone: its tag and its config
+    name the owner, so the same package baked for two owners gives two images, and deleting one
+    never deletes the other's.
     """
     if mode not in ("s3", "baked"):
         raise ValueError(f"mode must be 's3' or 'baked', not {mode!r}")
@@ -139,6 +148,7 @@ def publish_image(
                 package_dir=package_dir,
                 package_digest=package_digest,
                 source=anonymous,
+                owner=owner,
             )
         finally:
             anonymous.close()
@@ -152,19 +162,22 @@ def publish_image(
 
     assert package_dir is not None
     if package_digest is not None:
-        done = _already_baked(client, target_repository, package_tag(package_digest), manifest)
+        done = _already_baked(
+            client, target_repository, package_tag(package_digest, owner), manifest
+        )
         if done is not None:
             return done
     workdir = Path(tempfile.mkdtemp(prefix="qa-image-"))
     try:
         layer = build_directory_layer(package_dir, MODEL_DIR, workdir)
-        tag = package_tag(package_digest or layer.diff_id)
+        tag = package_tag(package_digest or layer.diff_id, owner)
+        for_owner = f" for {tag.rsplit('-', 1)[-1]}" if owner is not None else ""
         baked = append_layer(
             client,
             target_repository,
             manifest,
             layer,
-            created_by=f"qa-operator: model package {layer.diff_id} at /{MODEL_DIR}",
+            created_by=f"qa-operator: model package {layer.diff_id} at /{MODEL_DIR}{for_owner}",
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
