@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from model.fake_hub import fake_hub
 from qa_operator.artifacts import ModelPackager
 from qa_operator.aws.clients import AwsClients
 from qa_operator.errors import TerminalError
@@ -61,10 +62,16 @@ def _upload(aws: Any, directory: Path, prefix: str) -> str:
     return f"s3://sources/{prefix}/"
 
 
-def _packager(work: Path, limits: ServingLimits | None = None) -> ModelPackager:
+def _packager(
+    work: Path, limits: ServingLimits | None = None, hub_endpoint: str | None = None
+) -> ModelPackager:
     clients = AwsClients(max_attempts=1)
     return ModelPackager(
-        work, max_concurrent=2, s3_client=lambda r: clients.client("s3", r), limits=limits
+        work,
+        max_concurrent=2,
+        s3_client=lambda r: clients.client("s3", r),
+        limits=limits,
+        hub_endpoint=hub_endpoint,
     )
 
 
@@ -73,6 +80,18 @@ def _spec(uri: str, max_seq_length: int = 128) -> Any:
     return parse_spec(
         {
             "model": {"s3": {"uri": uri}, "inference": inference},
+            "endpoint": {"instanceType": "ml.m5.large"},
+        }
+    )
+
+
+def _hub_spec(model_id: str) -> Any:
+    return parse_spec(
+        {
+            "model": {
+                "huggingface": {"id": model_id},
+                "inference": {"maxSeqLength": 128, "docStride": 32},
+            },
             "endpoint": {"instanceType": "ml.m5.large"},
         }
     )
@@ -205,3 +224,61 @@ def test_default_limits_leave_the_package_and_its_key_unchanged(
     before = packaging.build_package(tiny_qa_model_dir, tmp_path / "before", spec.inference)
     assert prepared.digest == before.digest
     assert prepared.package_dir.parent.name == source_key(spec)
+
+
+@pytest.fixture
+def hub_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+
+
+@pytest.mark.parametrize("kind", ["classifier", "no-fast-tokenizer"])
+def test_a_hub_model_that_is_not_qa_is_refused_before_its_weights_are_fetched(
+    kind: str,
+    hub_client: None,
+    sequence_classifier_dir: Path,
+    tiny_qa_model_dir: Path,
+    tmp_path: Path,
+) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(sequence_classifier_dir if kind == "classifier" else tiny_qa_model_dir, model)
+    problem = "architectures ['BertForSequenceClassification']: a *ForQuestionAnswering model"
+    if kind == "no-fast-tokenizer":
+        (model / "tokenizer.json").unlink()
+        problem = "no fast tokenizer (tokenizer.json) and no vocabulary to build one from"
+    assert (model / "model.safetensors").is_file()
+    work = tmp_path / "work"
+    with fake_hub("acme/not-qa", model) as hub:
+        with pytest.raises(TerminalError) as first:
+            _packager(work, hub_endpoint=hub.url).prepare(_hub_spec("acme/not-qa"), "us-east-1")
+        assert first.value.reason == "InvalidModel"
+        assert first.value.message.startswith(f"huggingface acme/not-qa@main: {problem}")
+        assert hub.file_requests("config.json").count("GET") == 1
+        assert hub.file_requests("model.safetensors") == [], "the weights were fetched"
+        assert not list((work / "huggingface").rglob("model.safetensors"))
+
+        # Remembered: a restarted packager answers the same without asking the hub again.
+        asked = len(hub.requests)
+        with pytest.raises(TerminalError) as again:
+            _packager(work, hub_endpoint=hub.url).prepare(_hub_spec("acme/not-qa"), "us-east-1")
+        assert (again.value.reason, again.value.message) == ("InvalidModel", first.value.message)
+        assert len(hub.requests) == asked
+    assert [p.name for p in (work / "packages").glob("*.failed.json")] == [
+        f"{_packager(work).key(_hub_spec('acme/not-qa'))}.failed.json"
+    ]
+
+
+def test_a_qa_hub_model_is_checked_then_packaged_with_each_file_fetched_once(
+    hub_client: None, tiny_qa_model_dir: Path, tmp_path: Path
+) -> None:
+    from qa_operator.model import packaging
+
+    spec = _hub_spec("acme/tiny-qa")
+    with fake_hub("acme/tiny-qa", tiny_qa_model_dir) as hub:
+        prepared = _packager(tmp_path / "work", hub_endpoint=hub.url).prepare(spec, "us-east-1")
+    assert prepared.archive.is_file()
+    expected = packaging.build_package(tiny_qa_model_dir, tmp_path / "direct", spec.inference)
+    assert prepared.digest == expected.digest
+    for name in hub.files():
+        assert hub.file_requests(name).count("GET") == 1, name
+    assert not list((tmp_path / "work" / "packages").glob("*.failed.json"))

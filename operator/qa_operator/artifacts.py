@@ -5,7 +5,8 @@ Packaging runs in kopf's worker threads, never on its event loop, and at most
 repeated pass (or a restarted operator on the same volume) does not fetch or package again.
 
 A source is checked before it is packaged (a QA architecture with a fast tokenizer, or an MLflow
-model with the QA signature). A failure that only another source can fix is remembered the same
+model with the QA signature); a hub model before its weights are fetched, from its config and
+tokenizer files alone. A failure that only another source can fix is remembered the same
 way, in `<key>.failed.json` beside the packages: later passes raise it again without fetching,
 until the spec names another source (a new key) or someone deletes the marker.
 
@@ -77,10 +78,12 @@ class ModelPackager:
         limits: ServingLimits | None = None,
         max_bytes: int | None = DEFAULT_WORK_DIR_MAX_BYTES,
         keep_recent_seconds: float = DEFAULT_KEEP_RECENT_SECONDS,
+        hub_endpoint: str | None = None,
     ) -> None:
         """`limits`: written into every package built here; `max_bytes`: the bound on packages
         and hub downloads together (None: unbounded); entries used within `keep_recent_seconds`
-        are kept even above the bound."""
+        are kept even above the bound; `hub_endpoint`: the HuggingFace hub's address (None:
+        HF_ENDPOINT, else huggingface.co, as the hub's own tools do)."""
         self._root = work_dir / "packages"
         self._hub = work_dir / "huggingface"
         self._slots = threading.BoundedSemaphore(max_concurrent)
@@ -88,6 +91,7 @@ class ModelPackager:
         self._limits = limits
         self._max_bytes = max_bytes
         self._keep_recent_seconds = keep_recent_seconds
+        self._hub_endpoint = hub_endpoint
         self._key_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._hub_in_use: Counter[str] = Counter()
@@ -152,17 +156,7 @@ class ModelPackager:
             package = packaging.load_package(fetched)
         else:
             with self._hub_download(source):
-                if isinstance(source, HuggingFaceSource):
-                    model_dir = sources.fetch_huggingface(
-                        source.model_id, source.revision, self._hub
-                    )
-                    _touch(model_dir.parents[1])  # <hub>/models--org--name/snapshots/<revision>
-                else:
-                    assert isinstance(source, S3Source)
-                    model_dir = sources.fetch_s3(
-                        source.uri, staging / "source", self._s3_client(region)
-                    )
-                _require_valid(spec, _huggingface_model_problem(model_dir))
+                model_dir = self._fetch_checked(spec, source, region, staging)
                 try:
                     package = packaging.build_package(
                         model_dir, staging / "package", spec.inference, limits=self._limits
@@ -178,6 +172,31 @@ class ModelPackager:
         }
         (staging / "package.json").write_text(json.dumps(record))
         return PreparedPackage(package.digest, package.path, archive, archive_digest)
+
+    def _fetch_checked(
+        self,
+        spec: DeploymentSpec,
+        source: HuggingFaceSource | S3Source,
+        region: str,
+        staging: Path,
+    ) -> Path:
+        """The source's HuggingFace model directory, once it passed the QA checks. A hub model is
+        checked on its config and tokenizer files, before its weights (gigabytes) are fetched."""
+        from qa_operator.model import sources
+
+        if isinstance(source, S3Source):
+            model_dir = sources.fetch_s3(source.uri, staging / "source", self._s3_client(region))
+            _require_valid(spec, _huggingface_model_problem(model_dir))
+            return model_dir
+        metadata = sources.fetch_huggingface_metadata(
+            source.model_id, source.revision, self._hub, endpoint=self._hub_endpoint
+        )
+        _touch(metadata.parents[1])  # <hub>/models--org--name/snapshots/<commit>
+        _require_valid(spec, _huggingface_model_problem(metadata))
+        # The commit the checked files came from (the snapshot's name), not the branch again.
+        return sources.fetch_huggingface(
+            source.model_id, metadata.name, self._hub, endpoint=self._hub_endpoint
+        )
 
     @contextmanager
     def _hub_download(self, source: HuggingFaceSource | S3Source) -> Iterator[None]:

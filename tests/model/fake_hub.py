@@ -30,6 +30,16 @@ class FakeHub:
             if p.is_file()
         }
 
+    def file_requests(self, name: str) -> list[str]:
+        """The methods (GET, HEAD) of the requests for the file `name`, at any revision, in
+        order: what a client fetched, or checked, of it."""
+        prefix = f"/{self.repo_id}/resolve/"
+        return [
+            method
+            for method, path, _ in list(self.requests)
+            if path.startswith(prefix) and path[len(prefix) :].partition("/")[2] == name
+        ]
+
 
 def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,13 @@ from fake_hub import fake_hub
 
 from qa_operator.model.config import InferenceConfig
 from qa_operator.model.packaging import ModelPackage, build_package, load_package
-from qa_operator.model.sources import fetch_huggingface, fetch_mlflow, fetch_s3, parse_s3_uri
+from qa_operator.model.sources import (
+    fetch_huggingface,
+    fetch_huggingface_metadata,
+    fetch_mlflow,
+    fetch_s3,
+    parse_s3_uri,
+)
 
 
 def read_tree(root: Path) -> dict[str, bytes]:
@@ -44,6 +51,41 @@ def test_huggingface_snapshot_download_through_the_hub_file_api(
     # What came down is a model directory build_package takes as is.
     package = build_package(path, tmp_path / "pkg", InferenceConfig())
     assert package.digest == tiny_qa_package.digest
+
+
+def test_huggingface_metadata_first_then_the_weights_from_the_same_commit(
+    tiny_qa_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    model = tmp_path / "model"
+    shutil.copytree(tiny_qa_model_dir, model)
+    (model / "vocab.txt").write_text("[PAD]\n")
+    (model / "extra").mkdir()
+    (model / "extra" / "config.json").write_text("{}")  # same name, not the model's config
+    cache = tmp_path / "cache"
+    with fake_hub("acme/tiny-qa", model) as hub:
+        metadata = fetch_huggingface_metadata("acme/tiny-qa", "main", cache, endpoint=hub.url)
+        assert sorted(read_tree(metadata)) == [
+            "config.json",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "vocab.txt",
+        ]
+        assert metadata.name == hub.commit
+        assert hub.file_requests("model.safetensors") == []
+        assert hub.file_requests("extra/config.json") == []
+
+        # The rest by the commit the metadata came from: no second resolution of the branch,
+        # and what came down already is not fetched again.
+        path = fetch_huggingface("acme/tiny-qa", metadata.name, cache, endpoint=hub.url)
+    assert path == metadata
+    assert sorted(read_tree(path)) == sorted(read_tree(model))
+    assert read_tree(path)["model.safetensors"] == (model / "model.safetensors").read_bytes()
+    assert hub.file_requests("config.json").count("GET") == 1
+    assert hub.file_requests("model.safetensors").count("GET") == 1
+    resolutions = [p for _, p, _ in hub.requests if p.startswith("/api/models/acme/tiny-qa/rev")]
+    assert resolutions == ["/api/models/acme/tiny-qa/revision/main"]
 
 
 def test_huggingface_unknown_revision_fails(tiny_qa_model_dir: Path, tmp_path: Path) -> None:

@@ -2,8 +2,10 @@
 
 Three sources: the HuggingFace hub (a HuggingFace model directory), S3 (every object under a
 prefix: a HuggingFace model directory), MLflow (a model URI: already an MLflow package, so pass
-the result to `packaging.load_package`). Adapter code: importing it loads neither torch nor
-transformers, and huggingface_hub and mlflow only when used.
+the result to `packaging.load_package`). A hub model comes down in two steps, the small files
+the QA checks read first (`fetch_huggingface_metadata`), the weights only after them. Adapter
+code: importing it loads neither torch nor transformers, and huggingface_hub and mlflow only when
+used.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from qa_operator.errors import TerminalError
+from qa_operator.model.validation import CONVERTIBLE_VOCABULARIES, TOKENIZER_FILE
 
 # Weights for other frameworks that a PyTorch QA model never needs: skip the gigabytes.
 HF_IGNORE_PATTERNS = [
@@ -28,6 +31,17 @@ HF_IGNORE_PATTERNS = [
     "flax_model*",
     "rust_model*",
 ]
+# What the QA checks read (model.validation: config.json, the top-level tokenizer files) and what
+# a slow vocabulary needs to convert: kilobytes, fetched before the weights.
+HF_METADATA_FILES = [
+    "config.json",
+    TOKENIZER_FILE,
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "merges.txt",
+    *CONVERTIBLE_VOCABULARIES,
+]
 # MLflow URIs that only a tracking server (or its model registry) can resolve.
 SERVER_URI_SCHEMES = ("models:/", "runs:/")
 
@@ -42,6 +56,39 @@ def fetch_huggingface(
 ) -> Path:
     """Download `model_id` at `revision` (a branch, tag or commit; pin a commit for
     reproducible packages) into the hub cache at `cache_dir`; return the snapshot directory."""
+    return _snapshot(
+        model_id, revision, cache_dir, token, endpoint, ignore_patterns=HF_IGNORE_PATTERNS
+    )
+
+
+def fetch_huggingface_metadata(
+    model_id: str,
+    revision: str,
+    cache_dir: Path,
+    *,
+    token: str | None = None,
+    endpoint: str | None = None,
+) -> Path:
+    """Download only the files of `model_id` at `revision` that the QA checks read
+    (HF_METADATA_FILES, those the repository has) into the hub cache at `cache_dir`; return the
+    snapshot directory. Its name is the commit `revision` resolved to: fetch the rest with that
+    commit as the revision (no second resolution, and a push in between cannot pair these files
+    with other weights); the files already here are not downloaded again."""
+    return _snapshot(
+        model_id, revision, cache_dir, token, endpoint, allow_patterns=HF_METADATA_FILES
+    )
+
+
+def _snapshot(
+    model_id: str,
+    revision: str,
+    cache_dir: Path,
+    token: str | None,
+    endpoint: str | None,
+    *,
+    allow_patterns: list[str] | None = None,
+    ignore_patterns: list[str] | None = None,
+) -> Path:
     if not model_id or not revision:
         raise ValueError("a HuggingFace source needs both a model id and a revision")
     from huggingface_hub import snapshot_download
@@ -52,7 +99,8 @@ def fetch_huggingface(
         cache_dir=str(cache_dir),
         token=token,  # None: HF_TOKEN or a stored login, as the hub's own tools do
         endpoint=endpoint,
-        ignore_patterns=HF_IGNORE_PATTERNS,
+        allow_patterns=allow_patterns,
+        ignore_patterns=ignore_patterns,
     )
     return Path(path)
 
