@@ -406,7 +406,7 @@ def test_one_package_baked_for_two_owners_is_two_images_and_deleting_one_keeps_t
     a, b = refs["uid-a"], refs["uid-b"]
     assert a.digest != b.digest
     assert a.tag != b.tag
-    assert a.tag.startswith(package_tag(PACKAGE_DIGEST) + "-")
+    assert a.tag is not None and a.tag.startswith(package_tag(PACKAGE_DIGEST) + "-")
     again = publish_image(
         registry,
         base=f"{registry.host}/serving/base:owners",
