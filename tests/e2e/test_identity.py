@@ -116,8 +116,8 @@ def test_two_long_named_resources_in_a_long_namespace_keep_their_own_model_and_c
     oci_registry: Any,
 ) -> None:
     assert len(namespace) >= 45, namespace
-    # Baked mode: same model, same image, no per-owner package URL, so only the owner in the
-    # names keeps the two resources' Models and EndpointConfigs apart.
+    # Baked mode: same model, no per-owner package URL, so only the owner in the names keeps the
+    # two resources' Models and EndpointConfigs apart, and in the baked image's tag and config.
     # Repositories of their own in the session's registry, apart from other tests' images.
     Images().push_base(RegistryClient(oci_registry.url), "identity-base", "1.0")
     operator.start(
@@ -132,7 +132,8 @@ def test_two_long_named_resources_in_a_long_namespace_keep_their_own_model_and_c
     kept = second["status"]
     assert first["status"]["endpointName"] != kept["endpointName"]
     assert first["status"]["endpointName"][:52] == kept["endpointName"][:52], "a shared stem"
-    assert first["status"]["image"]["uri"] == kept["image"]["uri"], "the same content"
+    assert first["status"]["image"]["uri"] != kept["image"]["uri"], "each owner's own image"
+    assert first["status"]["image"]["tag"] != kept["image"]["tag"]
     assert first["status"]["modelName"] != kept["modelName"]
     assert first["status"]["endpointConfigName"] != kept["endpointConfigName"]
     second_owned = owned(aws, second["metadata"]["uid"])
@@ -164,3 +165,7 @@ def test_two_long_named_resources_in_a_long_namespace_keep_their_own_model_and_c
     )
     still = get(kube_cluster, namespace, names[1])
     assert still is not None and still["status"]["phase"] == "Ready"
+    registry = RegistryClient(oci_registry.url)
+    images = (first["status"]["image"], kept["image"])
+    gone, serving = (registry.manifest_digest(i["repository"], i["digest"]) for i in images)
+    assert (gone, serving) == (None, kept["image"]["digest"]), "the deleted one took only its own"

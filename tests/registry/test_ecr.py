@@ -99,7 +99,9 @@ def test_image_command_through_ecr_prints_the_image_ref(
     )
 
 
-def test_image_command_with_explicit_credentials(oci_registry_with_auth, images, capsys):
+def test_image_command_with_explicit_credentials(
+    oci_registry_with_auth, images, capsys, monkeypatch
+):
     client = RegistryClient(
         oci_registry_with_auth.url,
         username=oci_registry_with_auth.username,
@@ -111,11 +113,11 @@ def test_image_command_with_explicit_credentials(oci_registry_with_auth, images,
         repository="qa/creds",
         registry_endpoint=oci_registry_with_auth.url,
         username=oci_registry_with_auth.username,
-        password=oci_registry_with_auth.password,
     )
+    monkeypatch.setenv(cli.ENV_PASSWORD, oci_registry_with_auth.password)
     assert cli.run(args) == 0
     assert json.loads(capsys.readouterr().out)["digest"] == base.digest
 
-    args.password = "wrong"
+    monkeypatch.setenv(cli.ENV_PASSWORD, "wrong")
     assert cli.run(args) == 1
     assert RegistryUnauthorized.__name__ in capsys.readouterr().err
