@@ -32,9 +32,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
 from devstack.cache import cache_dir
 from devstack.containers import ContainerRuntime
 from devstack.controlplane.build import ControlPlaneBinariesMissing, build, locate
@@ -42,6 +39,7 @@ from devstack.controlplane.build import cache_dir as controlplane_cache
 from devstack.controlplane.cluster import Cluster, local_control_plane
 from devstack.moto_ext import ExtendedMotoServer
 from devstack.moto_ext.runtime import EndpointRuntime
+from devstack.moto_ext.server import client, client_environment
 from devstack.registry import Registry, start_registry, stop_registry
 
 REPO = Path(__file__).resolve().parents[1]
@@ -177,13 +175,7 @@ class LocalStack:
             self.moto.start()
             self._exit.callback(self.moto.stop)
             self.endpoint_url = f"http://127.0.0.1:{self.moto.port}"
-            self.aws_env = {
-                "AWS_ENDPOINT_URL": self.endpoint_url,
-                "AWS_ACCESS_KEY_ID": "testing",
-                "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_DEFAULT_REGION": self.region,
-                "AWS_REGION": self.region,
-            }
+            self.aws_env = client_environment(self.endpoint_url, self.region)
             self.client("sts").get_caller_identity()  # answers a signed call, or fails here
         self._say(f"    {self.endpoint_url}")
 
@@ -205,15 +197,7 @@ class LocalStack:
 
     def client(self, service: str) -> Any:
         """A boto3 client for moto (standard retries, as the operator's)."""
-        session: Any = boto3.session.Session()
-        return session.client(
-            service,
-            endpoint_url=self.endpoint_url,
-            region_name=self.region,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            config=Config(retries={"mode": "standard"}),
-        )
+        return client(self.endpoint_url, self.region, service)
 
     def operator_kubeconfig(self) -> Path:
         """The operator's ServiceAccount identity: exactly the RBAC of manifests/10-rbac.yaml."""

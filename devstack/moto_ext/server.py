@@ -6,7 +6,10 @@ import logging
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
+import boto3
+from botocore.config import Config
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
@@ -18,6 +21,34 @@ from . import sagemaker
 from .controls import CONTROLS
 from .faults import FaultInjector
 from .runtime import EndpointRuntime, InvocationProxy
+
+
+def client_environment(endpoint_url: str, region: str) -> dict[str, str]:
+    """What a process (the operator, a user's shell) needs to reach the server the standard way."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": region,
+        "AWS_REGION": region,
+    }
+
+
+def client(endpoint_url: str, region: str, service: str, *, max_attempts: int | None = None) -> Any:
+    """A boto3 client for the server; `max_attempts` (the first try included) caps botocore's
+    standard retries, None keeps its default."""
+    retries: Any = {"mode": "standard"}
+    if max_attempts is not None:
+        retries["total_max_attempts"] = max_attempts
+    session: Any = boto3.session.Session()  # any service name, not the stubs' literals
+    return session.client(
+        service,
+        endpoint_url=endpoint_url,
+        region_name=region,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(retries=retries),
+    )
 
 
 class ExtendedMotoServer:

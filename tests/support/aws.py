@@ -12,14 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-import boto3
 import pytest
 import requests
-from botocore.config import Config
 
 from devstack.containers import ContainerRuntime
 from devstack.moto_ext import CONTROLS, EndpointRuntime, ExtendedMotoServer, Fault, Lifecycle
 from devstack.moto_ext.controls import Phase
+from devstack.moto_ext.server import client, client_environment
 
 ACCOUNT_ID = "123456789012"  # moto's default account
 REGION = "us-east-1"
@@ -37,13 +36,7 @@ class MotoServer:
 
     def env(self) -> dict[str, str]:
         """Environment for a process (the operator) that should talk to this server."""
-        return {
-            "AWS_ENDPOINT_URL": self.endpoint_url,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": self.region,
-            "AWS_REGION": self.region,
-        }
+        return client_environment(self.endpoint_url, self.region)
 
     def client(self, service: str, *, max_attempts: int = 1) -> Any:
         """A boto3 client bound to the server.
@@ -51,15 +44,7 @@ class MotoServer:
         `max_attempts` counts the first try: 1 (the default) means no retries, so that injected
         faults reach the test as they are.
         """
-        session: Any = boto3.session.Session()  # any service name, not the stubs' literals
-        return session.client(
-            service,
-            endpoint_url=self.endpoint_url,
-            region_name=self.region,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            config=Config(retries={"total_max_attempts": max_attempts, "mode": "standard"}),
-        )
+        return client(self.endpoint_url, self.region, service, max_attempts=max_attempts)
 
     def reset(self) -> None:
         """All moto state, lifecycle settings and faults back to defaults; the container runtime
