@@ -651,12 +651,7 @@ def _history(resource: Resource, spec: DeploymentSpec, settings: OperatorSetting
     failure = resource.status.get("lastFailure") or {}
     smoke_test = spec.smoke_test
     required = smoke_test.enabled if smoke_test.enabled is not None else settings.smoke_test_default
-    passed = smoke.SmokeRecord.from_status(resource.status.get("smokeTest"))
-    verified = (
-        passed.config
-        if passed is not None and passed.passed and passed.key == smoke.smoke_key(smoke_test)
-        else None
-    )
+    latest = smoke.SmokeRecord.from_status(resource.status.get("smokeTest"))
     return History(
         generation=resource.generation,
         attempted_config=attempt.get("config"),
@@ -668,6 +663,6 @@ def _history(resource: Resource, spec: DeploymentSpec, settings: OperatorSetting
         failure_cause=failure.get("cause"),
         failure_reason=failure.get("reason"),
         smoke_required=required,
-        verified_config=verified,
+        verified_config=smoke.verified_config(latest, smoke_test),
         last_known_good=(resource.status.get("lastKnownGood") or {}).get("config"),
     )

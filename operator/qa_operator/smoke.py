@@ -104,6 +104,13 @@ def smoke_key(test: SmokeTest) -> str:
     return hashlib.sha256(material.encode()).hexdigest()[:12]
 
 
+def verified_config(latest: SmokeRecord | None, test: SmokeTest) -> str | None:
+    """The config that passed the smoke test as the spec asks it now, if the latest one did."""
+    if latest is None or not latest.passed or latest.key != smoke_key(test):
+        return None
+    return latest.config
+
+
 def request_body(test: SmokeTest) -> bytes:
     """One row in the serving contract's records form (what the post's callers send)."""
     return json.dumps([{"question": test.question, "text": test.text}]).encode()

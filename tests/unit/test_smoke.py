@@ -20,6 +20,7 @@ from qa_operator.smoke import (
     plan_after_smoke,
     request_body,
     smoke_key,
+    verified_config,
 )
 from qa_operator.spec import SmokeTest, parse_spec
 
@@ -188,6 +189,15 @@ def test_next_record_counts_failures_in_a_row(
         "k1",
         2,
     )
+
+
+def test_a_config_is_verified_only_by_a_pass_of_the_question_asked_now() -> None:
+    passed = next_record(None, "cfg-a", smoke_key(TEST), 2, PASSED)
+    failed = next_record(None, "cfg-a", smoke_key(TEST), 2, FAILED)
+    assert verified_config(passed, TEST) == "cfg-a"
+    assert verified_config(passed, EXPECTING) is None
+    assert verified_config(failed, TEST) is None
+    assert verified_config(None, TEST) is None
 
 
 def test_a_record_survives_the_status_round_trip() -> None:
