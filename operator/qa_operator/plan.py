@@ -282,16 +282,20 @@ def plan_ready(
     desired: DesiredState,
     endpoint: ObservedEndpoint,
     history: History,
-    reason: str = "EndpointInService",
-    message: str = "",
+    *,
+    answered: bool | None = None,
 ) -> Plan:
     """Ready on the desired config: what follows is the clean-up of what it superseded and the
-    endpoint's tags."""
+    endpoint's tags. `answered` (default: the history says the config passed its smoke test)
+    picks the reason, the same on the pass that ran the test and on every resync after it."""
     config_name = desired.config.name
+    if answered is None:
+        answered = history.smoke_required and history.verified_config == config_name
+    in_service = f"endpoint {endpoint.name} is InService on config {config_name}"
     return Plan(
         State.READY,
-        reason,
-        message or f"endpoint {endpoint.name} is InService on config {config_name}",
+        "SmokeTestPassed" if answered else "EndpointInService",
+        f"{in_service} and answered its smoke test" if answered else in_service,
         ((Action.DELETE_SUPERSEDED,) if history.superseded_deleted_for != config_name else ())
         + ((Action.SYNC_TAGS,) if any(tag_delta(desired, endpoint, history)) else ()),
     )

@@ -208,14 +208,7 @@ def plan_after_smoke(
 ) -> Plan:
     config = desired.config.name
     if record.passed:
-        return plan_ready(
-            desired,
-            endpoint,
-            history,
-            reason="SmokeTestPassed",
-            message=f"endpoint {endpoint.name} is InService on config {config} and "
-            f"{record.message}",
-        )
+        return plan_ready(desired, endpoint, history, answered=True)
     failure = f"smoke test of config {config} failed: {record.message}"
     if record.attempts < max_attempts:
         return Plan(

@@ -124,7 +124,7 @@ RECONCILE_ROWS: dict[str, Row] = {
         seen(endpoint("InService")),
         PASSED3,
         State.READY,
-        "EndpointInService",
+        "SmokeTestPassed",
         (Action.DELETE_SUPERSEDED,),
     ),
     "smoke-passed-for-another-config-asks-again": Row(

@@ -8,7 +8,15 @@ import json
 import pytest
 
 from qa_operator.desired import Artifacts, Owner, desired_state
-from qa_operator.plan import SMOKE_TEST_CAUSE, Action, History, ObservedEndpoint, State
+from qa_operator.plan import (
+    SMOKE_TEST_CAUSE,
+    Action,
+    History,
+    Observed,
+    ObservedEndpoint,
+    State,
+    plan_reconcile,
+)
 from qa_operator.smoke import (
     Invocation,
     SmokeRecord,
@@ -294,3 +302,21 @@ def test_plan_after_smoke(
     assert ENDPOINT.name in plan.message
     if not smoke.passed:
         assert "ModelError 500: boom" in plan.message
+
+
+def test_the_ready_condition_after_a_pass_is_the_one_every_resync_reports() -> None:
+    """The pass that ran the test and the resyncs after it report the same reason and message,
+    so a resync changes nothing in status."""
+    record = mine(1, passed=True)
+    after_test = plan_after_smoke(DESIRED, ENDPOINT, HISTORY, record, max_attempts=3)
+    resync = plan_reconcile(
+        DESIRED,
+        Observed(endpoint=ENDPOINT, model_exists=True, config_exists=True),
+        dataclasses.replace(HISTORY, verified_config=WANT),
+    )
+    assert (resync.state, resync.reason, resync.message) == (
+        after_test.state,
+        after_test.reason,
+        after_test.message,
+    )
+    assert after_test.reason == "SmokeTestPassed"
