@@ -85,7 +85,11 @@ def _handler_grants() -> Grants:
 
 
 def _granted() -> Grants:
-    role = next(doc for doc in _documents() if doc["kind"] == "ClusterRole")
+    role = next(
+        doc
+        for doc in _documents()
+        if doc["kind"] == "ClusterRole" and doc["metadata"]["name"] == "qa-operator"
+    )
     grants: Grants = {}
     for rule in role["rules"]:
         for group in rule["apiGroups"]:
@@ -139,3 +143,39 @@ def test_the_policy_configmap_is_mounted_where_the_operator_reads_it_and_parses(
         line.removeprefix("# ") for line in text.splitlines() if not line.startswith("##")
     )
     assert parse_policy(example).for_namespace("team-a").s3_sources == ("s3://team-a-models/",)
+
+
+AGGREGATE = "rbac.authorization.k8s.io/aggregate-to-"
+
+
+def _user_roles() -> dict[str, dict[str, Any]]:
+    """The ClusterRoles that join Kubernetes' built-in view/edit/admin by aggregation labels."""
+    return {
+        doc["metadata"]["name"]: doc
+        for doc in _documents()
+        if doc["kind"] == "ClusterRole"
+        and any(label.startswith(AGGREGATE) for label in doc["metadata"].get("labels", {}))
+    }
+
+
+def _user_grants(tier: str) -> Grants:
+    grants: Grants = {}
+    for role in _user_roles().values():
+        if role["metadata"]["labels"].get(AGGREGATE + tier) == "true":
+            for rule in role["rules"]:
+                for group in rule["apiGroups"]:
+                    for resource in rule["resources"]:
+                        grants.setdefault((group, resource), set()).update(rule["verbs"])
+    return grants
+
+
+def test_namespace_viewers_read_and_editors_change_deployments_but_never_write_status() -> None:
+    read = {"get", "list", "watch"}
+    write = {"create", "update", "patch", "delete", "deletecollection"}
+    resource, status = (GROUP, PLURAL), (GROUP, f"{PLURAL}/status")
+    assert _user_grants("view") == {resource: read, status: read}
+    # edit and admin hold view's rules too, whether or not the cluster aggregates transitively.
+    for tier in ("edit", "admin"):
+        assert _user_grants(tier) == {resource: read | write, status: read}, tier
+    # The operator's own role is no user role: binding `edit` must not grant it.
+    assert "qa-operator" not in _user_roles()
