@@ -40,6 +40,7 @@ class OperatorSettings:
     policy_file: Path | None = None  # the admin policy (policy.py); None: its safe defaults
     # The operator's own MLflow tracking server (MLFLOW_TRACKING_URI): always allowed by the policy.
     mlflow_tracking_uri: str | None = None
+    metrics_port: int = 0  # the Prometheus endpoint (metrics.py); 0: not served
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorSettings:
@@ -89,6 +90,7 @@ class OperatorSettings:
             smoke_test_attempts=count("SMOKE_TEST_ATTEMPTS", 3),
             policy_file=Path(policy) if (policy := text("POLICY_FILE")) else None,
             mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI", "").strip() or None,
+            metrics_port=count("METRICS_PORT", 0),
         )
         if settings.poll_min_seconds > settings.poll_max_seconds:
             raise SettingsError("QA_OPERATOR_POLL_MIN_SECONDS exceeds QA_OPERATOR_POLL_MAX_SECONDS")

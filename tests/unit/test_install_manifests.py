@@ -179,3 +179,19 @@ def test_namespace_viewers_read_and_editors_change_deployments_but_never_write_s
         assert _user_grants(tier) == {resource: read | write, status: read}, tier
     # The operator's own role is no user role: binding `edit` must not grant it.
     assert "qa-operator" not in _user_roles()
+
+
+def test_the_metrics_service_reaches_the_port_the_operator_serves_on() -> None:
+    docs = _documents()
+    config = next(
+        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "qa-operator"
+    )
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    service = next(d for d in docs if d["kind"] == "Service")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports["metrics"] == int(config["data"]["QA_OPERATOR_METRICS_PORT"])
+    (port,) = service["spec"]["ports"]
+    # A ServiceMonitor names the port: `metrics`, routed to the container's port of that name.
+    assert port["name"] == "metrics" and port["targetPort"] == "metrics"
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
