@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 _IMAGE_COMMANDS = ("build", "publish")
@@ -81,10 +82,31 @@ def _run_operator(args: argparse.Namespace) -> int:
         kopf_args.append("--verbose")
     from kopf.cli import main as kopf_main
 
+    from qa_operator.settings import OperatorSettings
+
+    settings = OperatorSettings.from_env()
+    elector = None
+    if settings.leader_election:
+        from qa_operator import leader
+
+        logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(name)s %(message)s")
+        elector = leader.LeaseElector(
+            leader.coordination_api(),
+            leader.lease_namespace(settings.lease_namespace),
+            settings.lease_name,
+            leader.identity(),
+            leader.Timing.for_lease(settings.lease_seconds),
+        )
+        with leader.standby_health(args.liveness):
+            elector.acquire()
+        elector.keep(on_lost=leader.exit_now)
     try:
         kopf_main(args=kopf_args, prog_name="qa-operator")
     except SystemExit as exit_:
         return int(exit_.code or 0)
+    finally:
+        if elector is not None:
+            elector.release()
     return 0
 
 

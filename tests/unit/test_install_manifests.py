@@ -108,7 +108,8 @@ def test_only_handlers_talk_to_kubernetes_so_the_derivation_sees_every_call() ->
                 node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")]
             )
         }
-        assert "kubernetes" not in imported, path
+        # leader.py holds the Lease; test_leader_election_rbac_is_what_leader_py_calls checks it.
+        assert "kubernetes" not in imported or path.name == "leader.py", path
         assert "kopf" not in imported or path.name in ("handlers.py", "cli.py"), path
 
 
@@ -195,3 +196,39 @@ def test_the_metrics_service_reaches_the_port_the_operator_serves_on() -> None:
     # A ServiceMonitor names the port: `metrics`, routed to the container's port of that name.
     assert port["name"] == "metrics" and port["targetPort"] == "metrics"
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+# kubernetes-client method prefixes -> the RBAC verb each needs.
+CLIENT_VERBS = {
+    "read": "get",
+    "list": "list",
+    "create": "create",
+    "replace": "update",
+    "patch": "patch",
+    "delete": "delete",
+}
+
+
+def test_leader_election_rbac_is_what_leader_py_calls() -> None:
+    called = {
+        node.attr.split("_", 1)[0]
+        for node in ast.walk(ast.parse((OPERATOR / "leader.py").read_text()))
+        if isinstance(node, ast.Attribute) and node.attr.endswith("_namespaced_lease")
+    }
+    used = {CLIENT_VERBS[prefix] for prefix in called}
+    docs = _documents()
+    (role,) = [d for d in docs if d["kind"] == "Role"]
+    (rule,) = role["rules"]
+    assert (rule["apiGroups"], rule["resources"]) == (["coordination.k8s.io"], ["leases"])
+    assert set(rule["verbs"]) == used == {"get", "create", "update"}
+    (binding,) = [d for d in docs if d["kind"] == "RoleBinding"]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "qa-operator", "namespace": "qa-operator"}
+    ]
+    # The Lease lives where the pods run: POD_NAMESPACE is the Role's namespace.
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {item["name"]: item for item in container["env"]}
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    assert role["metadata"]["namespace"] == deployment["metadata"]["namespace"]
