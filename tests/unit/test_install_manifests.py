@@ -232,3 +232,24 @@ def test_leader_election_rbac_is_what_leader_py_calls() -> None:
     env = {item["name"]: item for item in container["env"]}
     assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     assert role["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+
+
+def _kustomization(directory: Path) -> dict[str, Any]:
+    found: dict[str, Any] = yaml.safe_load((directory / "Kustomization").read_text())
+    return found
+
+
+def test_the_kustomize_base_holds_every_manifest_and_the_crds() -> None:
+    base = _kustomization(MANIFESTS)
+    files = sorted(path.name for path in MANIFESTS.glob("*.yaml"))
+    assert base["resources"] == ["../crds", *files]  # a new manifest file must be listed too
+    crds = MANIFESTS.parent / "crds"
+    assert _kustomization(crds)["resources"] == sorted(p.name for p in crds.glob("*.yaml"))
+
+
+def test_the_kustomize_images_entry_names_the_deployments_image() -> None:
+    (entry,) = _kustomization(MANIFESTS)["images"]
+    deployment = next(doc for doc in _documents() if doc["kind"] == "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    name, _, tag = container["image"].rpartition(":")
+    assert (entry["name"], entry["newTag"]) == (name, tag)
