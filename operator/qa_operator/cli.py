@@ -97,6 +97,10 @@ def _run_operator(args: argparse.Namespace) -> int:
             leader.identity(),
             leader.Timing.for_lease(settings.lease_seconds),
         )
+        if settings.metrics_port:  # the standby is a scrape target too: it reports leading 0
+            from qa_operator import metrics
+
+            metrics.serve(settings.metrics_port)
         with leader.standby_health(args.liveness):
             elector.acquire()
         elector.keep(on_lost=leader.exit_now)

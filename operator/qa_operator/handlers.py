@@ -52,6 +52,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     memo.reconciler = Reconciler(SETTINGS, AwsClients().client)
     if SETTINGS.metrics_port:
         metrics.serve(SETTINGS.metrics_port)
+        metrics.LEADING.set(1)  # kopf runs only in the leader (qa-operator run, leader.py)
 
 
 def _resource(body: kopf.Body) -> Resource:

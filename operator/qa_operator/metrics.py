@@ -84,6 +84,15 @@ IMAGE_PUSH_SECONDS = Histogram(
 )
 
 
+LEADING = Gauge(
+    f"{PREFIX}_leading",
+    "1 while this replica reconciles (it holds the Lease, or leader election is off); 0 while it "
+    "waits as the standby.",
+    registry=REGISTRY,
+)
+_serving: list[int] = []  # the port served, once per process
+
+
 def outcome_of(requeue_after: float | None, transient_error: bool) -> str:
     if requeue_after is None:
         return "done"
@@ -187,4 +196,7 @@ REGISTRY.register(RESOURCES)
 
 
 def serve(port: int, address: str = "0.0.0.0") -> None:
-    start_http_server(port, addr=address, registry=REGISTRY)
+    """Serve /metrics on `port`, once per process (a standby starts it before kopf runs)."""
+    if not _serving:
+        start_http_server(port, addr=address, registry=REGISTRY)
+        _serving.append(port)

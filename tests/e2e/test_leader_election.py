@@ -8,12 +8,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
 
+from devstack.processes import free_port
 from qa_operator.leader import LeaseElector, Timing
 from support.e2e import apply, deployment, get, is_ready, owned, wait_for, wait_ready
 
 pytestmark = pytest.mark.e2e
 LEASE_NAMESPACE = "qa-operator"  # where manifests/10-rbac.yaml lets the operator hold Leases
+
+
+def _leading(port: int) -> float:
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    (family,) = [f for f in text_string_to_metric_families(text) if f.name == "qa_operator_leading"]
+    return float(family.samples[0].value)
 
 
 def _holder(cluster: Any, name: str) -> str:
@@ -65,9 +74,14 @@ def test_of_two_replicas_only_the_leader_acts_and_the_other_takes_over_when_it_i
         "QA_OPERATOR_LEASE_NAMESPACE": LEASE_NAMESPACE,
         "QA_OPERATOR_LEASE_SECONDS": "4",
     }
-    leader = operator.start(POD_NAME="replica-a", **election)
+    ports = free_port(), free_port()
+    leader = operator.start(
+        POD_NAME="replica-a", QA_OPERATOR_METRICS_PORT=str(ports[0]), **election
+    )
     wait_for("replica-a to lead", lambda: _holder(kube_cluster, lease).startswith("replica-a_"))
-    standby = operator.start(POD_NAME="replica-b", **election)
+    standby = operator.start(
+        POD_NAME="replica-b", QA_OPERATOR_METRICS_PORT=str(ports[1]), **election
+    )
 
     apply(kube_cluster, namespace, deployment("first", s3_model_uri))
     first = wait_ready(kube_cluster, namespace, "first", operator)
@@ -79,11 +93,14 @@ def test_of_two_replicas_only_the_leader_acts_and_the_other_takes_over_when_it_i
     assert {op: aws.calls("sagemaker", op) for op in creates} == dict.fromkeys(creates, 1)
     assert _holder(kube_cluster, lease).startswith("replica-a_")
     assert standby.process.poll() is None
+    # Both are scrape targets; each says whether it leads.
+    assert [_leading(port) for port in ports] == [1, 0]
 
     leader.kill()  # SIGKILL: no release, the Lease simply stops being renewed
     apply(kube_cluster, namespace, deployment("second", s3_model_uri))
     second = wait_ready(kube_cluster, namespace, "second", operator, timeout=180)
     assert _holder(kube_cluster, lease).startswith("replica-b_")
+    assert _leading(ports[1]) == 1
 
     describes = aws.calls("sagemaker", "DescribeEndpoint")
     wait_for("more resyncs", lambda: aws.calls("sagemaker", "DescribeEndpoint") >= describes + 3)
