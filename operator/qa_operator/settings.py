@@ -101,6 +101,8 @@ class OperatorSettings:
             lease_namespace=text("LEASE_NAMESPACE"),
             lease_seconds=number("LEASE_SECONDS", 15.0),
         )
+        if settings.metrics_port > 65535:
+            raise SettingsError(f"{PREFIX}METRICS_PORT must be a TCP port (1-65535)")
         if settings.poll_min_seconds > settings.poll_max_seconds:
             raise SettingsError("QA_OPERATOR_POLL_MIN_SECONDS exceeds QA_OPERATOR_POLL_MAX_SECONDS")
         return settings
