@@ -4,6 +4,7 @@ nothing lost or created twice."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,35 @@ def test_one_elector_holds_the_lease_until_it_goes_silent_or_releases(
         assert a.try_acquire_or_renew() and _holder(kube_cluster, name) == "a"
         lease = api.read_namespaced_lease(name, LEASE_NAMESPACE)
         assert lease.spec is not None and lease.spec.lease_transitions == 2
+
+
+def test_a_leader_whose_lease_is_taken_stops_within_its_renew_deadline(
+    kube_cluster: Any, operator_kubeconfig: Path, namespace: str
+) -> None:
+    from kubernetes.client import CoordinationV1Api
+
+    name, later = f"lost-{namespace}"[:63], [0.0]
+    with kube_cluster.api_client(operator_kubeconfig) as client:
+        api = CoordinationV1Api(client)
+        leader = LeaseElector(api, LEASE_NAMESPACE, name, "a", Timing.for_lease(1.5))
+        leader.acquire()
+        lost = threading.Event()
+        leader.keep(on_lost=lost.set)
+        # A candidate whose clock says the lease ran out (as after a network partition of `a`).
+        usurper = LeaseElector(
+            api, LEASE_NAMESPACE, name, "b", Timing.for_lease(1.5), clock=lambda: later[0]
+        )
+        assert not usurper.try_acquire_or_renew()
+        for _ in range(50):  # `a` may renew between b's reads: b starts counting again
+            later[0] += 60
+            if usurper.try_acquire_or_renew():
+                break
+        else:
+            pytest.fail("b never saw the lease unrenewed for a whole lease duration")
+        assert lost.wait(timeout=30), "the old leader kept going without its lease"
+        assert _holder(kube_cluster, name) == "b"
+        leader.release()  # not the holder any more: leaves b's lease alone
+        assert _holder(kube_cluster, name) == "b"
 
 
 def test_of_two_replicas_only_the_leader_acts_and_the_other_takes_over_when_it_is_killed(

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import socket
 
-from qa_operator.leader import LeaseRecord, Timing, identity, may_take
+import pytest
+import requests
+
+from devstack.processes import free_port
+from qa_operator.leader import LeaseRecord, Timing, identity, may_take, standby_health
 
 
 @pytest.mark.parametrize(
@@ -38,3 +42,13 @@ def test_each_process_is_a_new_candidate_named_after_its_pod() -> None:
     )
     assert first.startswith("qa-operator-7d9_") and second.startswith("qa-operator-7d9_")
     assert first != second
+
+
+def test_a_standby_answers_its_liveness_path_and_frees_the_port_for_kopf() -> None:
+    port = free_port()
+    with standby_health(f"http://127.0.0.1:{port}/healthz"):
+        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+        assert requests.get(f"http://127.0.0.1:{port}/other", timeout=5).status_code == 404
+    with socket.socket() as again:  # kopf's liveness server binds the same port next
+        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        again.bind(("127.0.0.1", port))
