@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 _IMAGE_COMMANDS = ("build", "publish")
@@ -89,21 +88,7 @@ def _run_operator(args: argparse.Namespace) -> int:
     if settings.leader_election:
         from qa_operator import leader
 
-        logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(name)s %(message)s")
-        elector = leader.LeaseElector(
-            leader.coordination_api(),
-            leader.lease_namespace(settings.lease_namespace),
-            settings.lease_name,
-            leader.identity(),
-            leader.Timing.for_lease(settings.lease_seconds),
-        )
-        if settings.metrics_port:  # the standby is a scrape target too: it reports leading 0
-            from qa_operator import metrics
-
-            metrics.serve(settings.metrics_port)
-        with leader.standby_health(args.liveness):
-            elector.acquire()
-        elector.keep(on_lost=leader.exit_now)
+        elector = leader.wait_to_lead(settings, liveness_url=args.liveness)
     try:
         kopf_main(args=kopf_args, prog_name="qa-operator")
     except SystemExit as exit_:

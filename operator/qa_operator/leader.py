@@ -25,8 +25,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from qa_operator.settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -239,3 +242,29 @@ def standby_health(liveness_url: str | None) -> Iterator[None]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def wait_to_lead(settings: OperatorSettings, liveness_url: str | None) -> LeaseElector:
+    """Block until this process leads (serving liveness and metrics meanwhile); then keep the
+    Lease renewed in the background. The caller releases it when kopf has stopped."""
+    # Set up before kopf configures logging, and apart from its root handler (no duplicates).
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("[%(asctime)s] %(name)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    elector = LeaseElector(
+        coordination_api(),
+        lease_namespace(settings.lease_namespace),
+        settings.lease_name,
+        identity(),
+        Timing.for_lease(settings.lease_seconds),
+    )
+    if settings.metrics_port:  # the standby is a scrape target too: it reports leading 0
+        from qa_operator import metrics
+
+        metrics.serve(settings.metrics_port)
+    with standby_health(liveness_url):
+        elector.acquire()
+    elector.keep(on_lost=exit_now)
+    return elector
