@@ -81,10 +81,21 @@ def _run_operator(args: argparse.Namespace) -> int:
         kopf_args.append("--verbose")
     from kopf.cli import main as kopf_main
 
+    from qa_operator.settings import OperatorSettings
+
+    settings = OperatorSettings.from_env()
+    elector = None
+    if settings.leader_election:
+        from qa_operator import leader
+
+        elector = leader.wait_to_lead(settings, liveness_url=args.liveness)
     try:
         kopf_main(args=kopf_args, prog_name="qa-operator")
     except SystemExit as exit_:
         return int(exit_.code or 0)
+    finally:
+        if elector is not None:
+            elector.release()
     return 0
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import kopf
 
+from qa_operator import metrics
 from qa_operator.aws.clients import AwsClients
 from qa_operator.desired import Owner
 from qa_operator.reconciler import Outcome, Reconciler, Resource
@@ -49,6 +50,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.posting.level = logging.INFO
     logging.getLogger("kopf.objects").addFilter(RequeueLogLevels())
     memo.reconciler = Reconciler(SETTINGS, AwsClients().client)
+    if SETTINGS.metrics_port:
+        metrics.serve(SETTINGS.metrics_port)
+        metrics.LEADING.set(1)  # kopf runs only in the leader (qa-operator run, leader.py)
 
 
 def _resource(body: kopf.Body) -> Resource:
@@ -66,6 +70,11 @@ def _requeue(outcome: Outcome) -> kopf.TemporaryError:
     return kopf.TemporaryError(prefix + outcome.message, delay=outcome.requeue_after or 5)
 
 
+def _counted(timed: metrics.PassTimer, outcome: Outcome, body: kopf.Body) -> None:
+    timed.outcome = metrics.outcome_of(outcome.requeue_after, outcome.transient_error)
+    metrics.RESOURCES.record(body.metadata.uid or "", {**body.status, **outcome.status})
+
+
 def _report(outcome: Outcome, body: kopf.Body, patch: kopf.Patch | None) -> None:
     for event in outcome.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
@@ -78,8 +87,10 @@ def _report(outcome: Outcome, body: kopf.Body, patch: kopf.Patch | None) -> None
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 def reconcile(body: kopf.Body, patch: kopf.Patch, retry: int, memo: kopf.Memo, **_: Any) -> None:
     reconciler: Reconciler = memo.reconciler
-    with reconciler.lock_for(body.metadata.uid or ""):
-        outcome = reconciler.reconcile(_resource(body), attempt=retry)
+    with metrics.reconcile_pass("change") as timed:
+        with reconciler.lock_for(body.metadata.uid or ""):
+            outcome = reconciler.reconcile(_resource(body), attempt=retry)
+        _counted(timed, outcome, body)
     _report(outcome, body, patch)
     if outcome.requeue_after is not None:
         raise _requeue(outcome)
@@ -93,7 +104,9 @@ def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> Non
     if not lock.acquire(blocking=False):
         return  # a change handler is mid-pass; it reports for both of us
     try:
-        outcome = reconciler.reconcile(_resource(body))
+        with metrics.reconcile_pass("resync") as timed:
+            outcome = reconciler.reconcile(_resource(body))
+            _counted(timed, outcome, body)
     finally:
         lock.release()
     _report(outcome, body, patch)
@@ -103,10 +116,12 @@ def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> Non
 def finalize(body: kopf.Body, patch: kopf.Patch, retry: int, memo: kopf.Memo, **_: Any) -> None:
     reconciler: Reconciler = memo.reconciler
     uid = body.metadata.uid or ""
-    with reconciler.lock_for(uid):
+    with metrics.reconcile_pass("delete") as timed, reconciler.lock_for(uid):
         outcome = reconciler.finalize(_resource(body), attempt=retry)
+        timed.outcome = metrics.outcome_of(None if outcome.done else 0.0, outcome.transient_error)
     # Progress goes to status while the finalizer works; once done the object is gone.
     _report(outcome, body, None if outcome.done else patch)
     if not outcome.done:
         raise _requeue(outcome)
     reconciler.forget(uid)
+    metrics.RESOURCES.forget(uid)

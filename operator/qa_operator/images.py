@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qa_operator import metrics
 from qa_operator.desired import short_hash
 from qa_operator.errors import OperatorError, RetryableError, TerminalError
 from qa_operator.settings import OperatorSettings
@@ -114,15 +115,16 @@ class ImageResolver:
         try:
             ensure_repository(ecr, repository)
             client = ecr_registry_client(ecr, registry_endpoint=self._settings.registry_endpoint)
-            ref = publish_image(
-                client,
-                base=base,
-                target_repository=repository,
-                mode=image.mode,
-                package_dir=package_dir,
-                package_digest=package_digest,
-                owner=owner,
-            )
+            with metrics.image_publish(image.mode):
+                ref = publish_image(
+                    client,
+                    base=base,
+                    target_repository=repository,
+                    mode=image.mode,
+                    package_dir=package_dir,
+                    package_digest=package_digest,
+                    owner=owner,
+                )
         except UnsupportedImage as exc:
             raise TerminalError("UnsupportedServingImage", str(exc)) from exc
         except (ClientError, BotoCoreError, registry.RegistryError) as exc:

@@ -40,6 +40,12 @@ class OperatorSettings:
     policy_file: Path | None = None  # the admin policy (policy.py); None: its safe defaults
     # The operator's own MLflow tracking server (MLFLOW_TRACKING_URI): always allowed by the policy.
     mlflow_tracking_uri: str | None = None
+    metrics_port: int = 0  # the Prometheus endpoint (metrics.py); 0: not served
+    # HA (leader.py): replicas elect one leader on a Lease; None namespace: the pod's own.
+    leader_election: bool = False
+    lease_name: str = "qa-operator"
+    lease_namespace: str | None = None
+    lease_seconds: float = 15.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorSettings:
@@ -89,7 +95,14 @@ class OperatorSettings:
             smoke_test_attempts=count("SMOKE_TEST_ATTEMPTS", 3),
             policy_file=Path(policy) if (policy := text("POLICY_FILE")) else None,
             mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI", "").strip() or None,
+            metrics_port=count("METRICS_PORT", 0),
+            leader_election=_switch(text("LEADER_ELECTION"), "LEADER_ELECTION", default=False),
+            lease_name=text("LEASE_NAME") or "qa-operator",
+            lease_namespace=text("LEASE_NAMESPACE"),
+            lease_seconds=number("LEASE_SECONDS", 15.0),
         )
+        if settings.metrics_port > 65535:
+            raise SettingsError(f"{PREFIX}METRICS_PORT must be a TCP port (1-65535)")
         if settings.poll_min_seconds > settings.poll_max_seconds:
             raise SettingsError("QA_OPERATOR_POLL_MIN_SECONDS exceeds QA_OPERATOR_POLL_MAX_SECONDS")
         return settings

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -67,3 +68,42 @@ def test_the_argocd_health_check_merges_into_argocd_cm_as_the_readme_says(
     merged = json.loads(data)["data"]
     assert merged == {"url": "https://cd", key: script}
     assert key == "resource.customizations.health.serving.qaoperator.io_QAModelDeployment"
+
+
+def _objects(rendered: str) -> set[tuple[str, str]]:
+    return {(doc["kind"], doc["metadata"]["name"]) for doc in yaml.safe_load_all(rendered) if doc}
+
+
+def test_the_kustomize_base_renders_what_apply_f_installs_and_an_overlay_pins_the_image(
+    kube_cluster: Any, operator_kubeconfig: Path, tmp_path: Path
+) -> None:
+    # kubectl's own kustomize (sigs.k8s.io/kustomize, built into the kubectl we test with).
+    rendered = kube_cluster.kubectl("kustomize", str(REPO / "manifests")).stdout
+    plain = "---\n".join(
+        path.read_text() for path in [*sorted((REPO / "crds").glob("*.yaml")),
+                                      *sorted((REPO / "manifests").glob("*.yaml"))]
+    )  # fmt: skip
+    assert _objects(rendered) == _objects(plain)
+
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    pinned = "registry.example/qa/operator@sha256:" + "c" * 64
+    name, _, digest = pinned.partition("@")
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "resources": [os.path.relpath(REPO / "manifests", overlay)],
+                "images": [
+                    {"name": "ghcr.io/qa-operator/qa-operator", "newName": name, "digest": digest}
+                ],
+            }
+        )
+    )
+    kube_cluster.kubectl("apply", "-k", str(overlay))
+    image = kube_cluster.kubectl(
+        "get", "deployment", "qa-operator", "-n", "qa-operator",
+        "-o", "jsonpath={.spec.template.spec.containers[0].image}",
+    ).stdout  # fmt: skip
+    assert image == pinned
+    services = kube_cluster.kubectl("get", "service", "-n", "qa-operator", "-o", "name").stdout
+    assert "service/qa-operator-metrics" in services.split()

@@ -301,3 +301,42 @@ def test_bad_serving_limits_and_work_dir_bound_stop_the_start(
     with pytest.raises(SettingsError) as caught:
         OperatorSettings.from_env(env)
     assert message in str(caught.value)
+
+
+def test_metrics_and_leader_election_settings() -> None:
+    defaults = OperatorSettings.from_env({})
+    assert (defaults.metrics_port, defaults.leader_election) == (0, False)
+    assert (defaults.lease_name, defaults.lease_namespace, defaults.lease_seconds) == (
+        "qa-operator",
+        None,
+        15.0,
+    )
+    settings = OperatorSettings.from_env(
+        {
+            "QA_OPERATOR_METRICS_PORT": "8081",
+            "QA_OPERATOR_LEADER_ELECTION": "on",
+            "QA_OPERATOR_LEASE_NAME": "qa-operator-blue",
+            "QA_OPERATOR_LEASE_NAMESPACE": "ops",
+            "QA_OPERATOR_LEASE_SECONDS": "30",
+        }
+    )
+    assert (settings.metrics_port, settings.leader_election) == (8081, True)
+    assert (settings.lease_name, settings.lease_namespace, settings.lease_seconds) == (
+        "qa-operator-blue",
+        "ops",
+        30.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"QA_OPERATOR_LEADER_ELECTION": "yes"}, "QA_OPERATOR_LEADER_ELECTION must be on or off"),
+        ({"QA_OPERATOR_METRICS_PORT": "80.5"}, "must be a whole number"),
+        ({"QA_OPERATOR_METRICS_PORT": "65536"}, "must be a TCP port"),
+        ({"QA_OPERATOR_LEASE_SECONDS": "0"}, "must be a positive number"),
+    ],
+)
+def test_bad_operations_settings_stop_the_start(env: dict[str, str], fragment: str) -> None:
+    with pytest.raises(SettingsError, match=fragment):
+        OperatorSettings.from_env(env)

@@ -12,6 +12,8 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from qa_operator.aws.call_metrics import instrument
+
 # SageMaker ends a real-time invocation after 60 s; a little more lets its own error arrive.
 INVOKE_READ_TIMEOUT_S = 70
 
@@ -42,5 +44,6 @@ class AwsClients:
             if key not in self._clients:
                 make_client: Any = self._session.client  # typed per service name; ours vary
                 config = self._invoke_config if service == "sagemaker-runtime" else self._config
-                self._clients[key] = make_client(service, region_name=region, config=config)
+                client = make_client(service, region_name=region, config=config)
+                self._clients[key] = instrument(client)  # metrics.py: AWS calls by outcome
             return self._clients[key]

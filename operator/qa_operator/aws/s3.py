@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from qa_operator import metrics
 from qa_operator.aws.errors import aws_call, aws_call_or_none
 
 DIGEST_METADATA = "qa-operator-digest"
@@ -33,12 +35,14 @@ class PackageStore:
         """Upload unless an object with the same digest is there. True when bytes were sent."""
         if self.stored_digest(bucket, key) == digest:
             return False
+        started = time.monotonic()
         aws_call(
             "PutObject",
             lambda: self._client.upload_file(
                 str(archive), bucket, key, ExtraArgs={"Metadata": {DIGEST_METADATA: digest}}
             ),
         )
+        metrics.record_package_upload(archive.stat().st_size, time.monotonic() - started)
         return True
 
     def keys(self, bucket: str, prefix: str) -> list[str]:

@@ -22,6 +22,8 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
+from qa_operator import metrics
+
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -353,6 +355,7 @@ class RegistryClient:
                     data=stream.read(),
                     what=f"uploading {digest}",
                 ).close()
+                metrics.record_image_blob_pushed(size)
                 return
             offset = 0
             while chunk := stream.read(self.chunk_size):
@@ -379,6 +382,7 @@ class RegistryClient:
                 data=b"",
                 what=f"completing {digest}",
             ).close()
+            metrics.record_image_blob_pushed(offset)
         except RegistryUnreachable:
             raise  # the connection is gone: a cancel would fail the same way
         except RegistryError:
