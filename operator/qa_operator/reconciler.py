@@ -85,6 +85,9 @@ class Outcome:
 
 
 DELETING_PHASE = "Deleting"
+# After a pass that asked SageMaker to change the endpoint: look again this soon (SageMaker may
+# already be done), then back off from poll_min_seconds.
+FIRST_LOOK_SECONDS = 0.2
 
 
 def invocation_url(region: str, endpoint: str) -> str:
@@ -134,6 +137,13 @@ class Reconciler:
         )
         return round(base * (0.8 + 0.4 * self._jitter()), 2)
 
+    def next_look(self, plan: Plan, attempt: int) -> float:
+        """When to observe an unsettled endpoint again: at once after starting work on it, since
+        nothing says SageMaker is not done already; then with the growing backoff."""
+        if plan.starts_endpoint_work:
+            return min(FIRST_LOOK_SECONDS, self.settings.poll_min_seconds)
+        return self.backoff(attempt)
+
     # -- create, update, resume, resync ------------------------------------------------------
 
     def reconcile(self, resource: Resource, attempt: int = 0) -> Outcome:
@@ -160,7 +170,7 @@ class Reconciler:
             )
         verdict = conditions.verdict_for(plan.state, plan.reason, plan.message)
         if not plan.settled:
-            outcome.requeue_after = self.backoff(attempt)
+            outcome.requeue_after = self.next_look(plan, attempt)
         return self._finish(resource, outcome, verdict)
 
     def _reconcile(self, resource: Resource, spec: DeploymentSpec, outcome: Outcome) -> Plan:
@@ -561,7 +571,7 @@ class Reconciler:
             outcome.events.append(Event("Normal", "DeletingEndpoint", plan.message))
         if plan.state is State.DELETING:
             outcome.done = False
-            outcome.requeue_after = self.backoff(attempt)
+            outcome.requeue_after = self.next_look(plan, attempt)
             return self._finish(
                 resource, outcome, conditions.verdict_for(plan.state, plan.reason, plan.message)
             )
