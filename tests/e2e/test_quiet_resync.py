@@ -1,0 +1,65 @@
+"""A Ready resource whose endpoint does not change costs its resyncs no Kubernetes write: no
+status PATCH, no Event, no INFO line in the operator's log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from support.e2e import apply, deployment, events, get, wait_for, wait_ready
+
+pytestmark = pytest.mark.e2e
+
+RESYNCS = 4
+
+
+def status_patches(cluster: Any) -> int:
+    """PATCH requests the API server has received for qamodeldeployments (any subresource),
+    as its own request counter says: a no-op PATCH counts, though it changes no resourceVersion."""
+    metrics = cluster.kubectl("get", "--raw", "/metrics").stdout
+    return sum(
+        int(float(line.rsplit(" ", 1)[1]))
+        for line in metrics.splitlines()
+        if line.startswith("apiserver_request_total{")
+        and 'resource="qamodeldeployments"' in line
+        and 'verb="PATCH"' in line
+    )
+
+
+def observations(aws: Any) -> int:
+    return aws.calls("sagemaker", "DescribeEndpoint") + aws.calls("sagemaker", "ListEndpoints")
+
+
+def test_resyncs_that_find_nothing_new_write_nothing(
+    kube_cluster: Any, aws: Any, namespace: str, operator: Any, s3_model_uri: str
+) -> None:
+    process = operator.start()
+    apply(kube_cluster, namespace, deployment("quiet", s3_model_uri))
+    wait_ready(kube_cluster, namespace, "quiet", operator)
+    # The pass that reported Ready may still be finishing its writes: one resync first.
+    settled = observations(aws) + 1
+    wait_for("a resync after Ready", lambda: observations(aws) >= settled, operator=operator)
+
+    before = get(kube_cluster, namespace, "quiet")
+    assert before is not None
+    patches, posted = status_patches(kube_cluster), events(kube_cluster, namespace, "quiet")
+    log_lines = len(process.log(lines=100_000).splitlines())
+    seen = observations(aws)
+
+    wait_for(
+        f"{RESYNCS} more resyncs",
+        lambda: observations(aws) >= seen + RESYNCS,
+        timeout=60,
+        operator=operator,
+    )
+
+    after = get(kube_cluster, namespace, "quiet")
+    assert after is not None
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert after["status"] == before["status"]
+    assert status_patches(kube_cluster) == patches, "a resync sent a status PATCH for nothing"
+    assert events(kube_cluster, namespace, "quiet") == posted, "a resync posted an Event"
+    new_lines = process.log(lines=100_000).splitlines()[log_lines:]
+    assert not [line for line in new_lines if "[INFO" in line], new_lines
+
