@@ -98,7 +98,7 @@ def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> Non
     if not lock.acquire(blocking=False):
         return  # a change handler is mid-pass; it reports for both of us
     try:
-        outcome = reconciler.reconcile(_resource(body))
+        outcome = reconciler.reconcile(_resource(body), resync=True)
     finally:
         lock.release()
     _report(outcome, body, patch)

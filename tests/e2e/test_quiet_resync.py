@@ -63,3 +63,47 @@ def test_resyncs_that_find_nothing_new_write_nothing(
     new_lines = process.log(lines=100_000).splitlines()[log_lines:]
     assert not [line for line in new_lines if "[INFO" in line], new_lines
 
+
+def test_resyncs_list_endpoints_and_notice_a_deletion_behind_the_operators_back(
+    kube_cluster: Any, aws: Any, namespace: str, operator: Any, s3_model_uri: str
+) -> None:
+    operator.start()
+    apply(kube_cluster, namespace, deployment("watched", s3_model_uri))
+    first = wait_ready(kube_cluster, namespace, "watched", operator)
+    lists = aws.calls("sagemaker", "ListEndpoints") + 1
+    wait_for("a resync after Ready", lambda: aws.calls("sagemaker", "ListEndpoints") >= lists)
+
+    describes, tags = aws.calls("sagemaker", "DescribeEndpoint"), aws.calls("sagemaker", "ListTags")
+    lists = aws.calls("sagemaker", "ListEndpoints")
+    wait_for(
+        f"{RESYNCS} more resyncs",
+        lambda: aws.calls("sagemaker", "ListEndpoints") >= lists + RESYNCS,
+        timeout=60,
+        operator=operator,
+    )
+    assert aws.calls("sagemaker", "DescribeEndpoint") == describes, "resyncs read the listing"
+    assert aws.calls("sagemaker", "ListTags") == tags
+
+    creates = aws.calls("sagemaker", "CreateEndpoint")
+    aws.client("sagemaker").delete_endpoint(EndpointName=f"{namespace}-watched")
+    wait_for(
+        "the deleted endpoint created again",
+        lambda: aws.calls("sagemaker", "CreateEndpoint") > creates,
+        timeout=60,
+        operator=operator,
+    )
+    again = wait_for(
+        "Ready on the new endpoint",
+        lambda: (
+            (obj := get(kube_cluster, namespace, "watched"))
+            and obj["status"].get("endpointStatus") == "InService"
+            and obj
+        ),
+        operator=operator,
+    )
+    assert again["status"]["endpointConfigName"] == first["status"]["endpointConfigName"]
+    sm = aws.client("sagemaker")
+    assert sm.describe_endpoint(EndpointName=f"{namespace}-watched")["EndpointStatus"] in (
+        "Creating",
+        "InService",
+    )

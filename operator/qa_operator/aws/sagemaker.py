@@ -19,7 +19,9 @@ from qa_operator.aws.errors import (
     aws_call_or_none,
     classify,
 )
+from qa_operator.aws.observation import Described, RegionObservations
 from qa_operator.desired import (
+    CONTENT_HASH_LENGTH,
     DesiredEndpoint,
     DesiredEndpointConfig,
     DesiredModel,
@@ -28,6 +30,7 @@ from qa_operator.desired import (
     production_variant,
 )
 from qa_operator.errors import TerminalError
+from qa_operator.observation import EndpointSummary, Look, how_to_observe, own_content_names
 from qa_operator.plan import ObservedEndpoint
 
 
@@ -36,8 +39,12 @@ def _tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
 
 
 class SageMakerGateway:
-    def __init__(self, client: Any) -> None:
+    """`observations` (shared by every pass in the region) lets resyncs read the shared
+    ListEndpoints snapshot and the cached tags instead of asking SageMaker for each endpoint."""
+
+    def __init__(self, client: Any, observations: RegionObservations | None = None) -> None:
         self._client = client
+        self._observations = observations
 
     def tags(self, arn: str) -> dict[str, str]:
         tags: dict[str, str] = {}
@@ -52,14 +59,36 @@ class SageMakerGateway:
             if not token:
                 return tags
 
+    def _endpoint_tags(self, arn: str, created: Any) -> dict[str, str]:
+        """An endpoint's tags, from the cache while the same endpoint (ARN and CreationTime: a
+        name deleted and created again is another endpoint) holds them."""
+        if self._observations is None:
+            return self.tags(arn)
+        cached = self._observations.tags.get(arn)
+        if cached is not None and cached[0] == created:
+            return dict(cached[1])
+        tags = self.tags(arn)
+        self._observations.tags.put(arn, (created, dict(tags)))
+        return tags
+
+    def _tags_written(self, arn: str) -> None:
+        if self._observations is not None:
+            self._observations.tags.pop(arn)
+
+    def _endpoint_written(self, name: str) -> None:
+        if self._observations is not None:
+            self._observations.wrote(name)
+
     def set_tags(self, arn: str, tags: Mapping[str, str]) -> None:
         if tags:
+            self._tags_written(arn)
             aws_call(
                 "AddTags", lambda: self._client.add_tags(ResourceArn=arn, Tags=_tag_list(tags))
             )
 
     def remove_tags(self, arn: str, keys: list[str]) -> None:
         if keys:
+            self._tags_written(arn)
             aws_call("DeleteTags", lambda: self._client.delete_tags(ResourceArn=arn, TagKeys=keys))
 
     def describe_endpoint(self, name: str, owner: Owner) -> ObservedEndpoint | None:
@@ -67,9 +96,11 @@ class SageMakerGateway:
             "DescribeEndpoint", lambda: self._client.describe_endpoint(EndpointName=name)
         )
         if found is None:
+            if self._observations is not None:
+                self._observations.described.pop(name)
             return None
-        tags = self.tags(found["EndpointArn"])
-        return ObservedEndpoint(
+        tags = self._endpoint_tags(found["EndpointArn"], found.get("CreationTime"))
+        endpoint = ObservedEndpoint(
             name=name,
             arn=found["EndpointArn"],
             status=found["EndpointStatus"],
@@ -78,6 +109,43 @@ class SageMakerGateway:
             tags=tags,
             owned=is_owned_by(tags, owner),
         )
+        if self._observations is not None and "LastModifiedTime" in found:
+            summary = EndpointSummary(
+                found["EndpointStatus"], found["LastModifiedTime"], found["CreationTime"]
+            )
+            self._observations.described.put(name, Described(summary, endpoint))
+        return endpoint
+
+    def observe_endpoint(
+        self, name: str, owner: Owner, *, changing: bool
+    ) -> ObservedEndpoint | None:
+        """The endpoint as DescribeEndpoint would say, from the shared ListEndpoints snapshot
+        and the last description where they show no change (observation.how_to_observe)."""
+        observations = self._observations
+        if observations is None or changing:
+            return self.describe_endpoint(name, owner)
+        snapshot = observations.snapshot(self._client)
+        described = observations.described.get(name)
+        look = how_to_observe(
+            snapshot.endpoints.get(name),
+            described.summary if described else None,
+            changing=changing,
+            listed_after_write=observations.listed_after_write(snapshot, name),
+        )
+        if look is Look.ABSENT:
+            return None
+        if look is Look.REUSE and described is not None:
+            known = described.endpoint
+            return ObservedEndpoint(
+                name=known.name,
+                arn=known.arn,
+                status=known.status,
+                config_name=known.config_name,
+                failure_reason=known.failure_reason,
+                tags=dict(known.tags),
+                owned=is_owned_by(known.tags, owner),
+            )
+        return self.describe_endpoint(name, owner)
 
     def model_arn(self, name: str) -> str | None:
         found = aws_call_or_none(
@@ -132,6 +200,7 @@ class SageMakerGateway:
         )
 
     def create_endpoint(self, endpoint: DesiredEndpoint, owner: Owner) -> None:
+        self._endpoint_written(endpoint.name)
         self._create(
             "CreateEndpoint",
             lambda: self._client.create_endpoint(
@@ -163,12 +232,14 @@ class SageMakerGateway:
                 ) from exc
 
     def update_endpoint(self, name: str, config_name: str) -> None:
+        self._endpoint_written(name)
         aws_call(
             "UpdateEndpoint",
             lambda: self._client.update_endpoint(EndpointName=name, EndpointConfigName=config_name),
         )
 
     def delete_endpoint(self, name: str) -> None:
+        self._endpoint_written(name)
         aws_call_or_none("DeleteEndpoint", lambda: self._client.delete_endpoint(EndpointName=name))
 
     def delete_model(self, name: str) -> None:
@@ -180,20 +251,30 @@ class SageMakerGateway:
             lambda: self._client.delete_endpoint_config(EndpointConfigName=name),
         )
 
-    def owned_models(self, name_prefix: str, owner: Owner) -> list[str]:
+    def owned_models(self, stem: str, owner: Owner) -> list[str]:
+        """The Models named `<stem>-<hash>` (desired.content_name) tagged as `owner`'s."""
+        listed = {
+            item["ModelName"]: item["ModelArn"]
+            for item in self._pages("ListModels", "list_models", "Models", stem)
+        }
         return [
-            item["ModelName"]
-            for item in self._pages("ListModels", "list_models", "Models", name_prefix)
-            if is_owned_by(self.tags(item["ModelArn"]), owner)
+            name
+            for name in own_content_names(stem, listed, CONTENT_HASH_LENGTH)
+            if is_owned_by(self.tags(listed[name]), owner)
         ]
 
-    def owned_endpoint_configs(self, name_prefix: str, owner: Owner) -> list[str]:
-        return [
-            item["EndpointConfigName"]
+    def owned_endpoint_configs(self, stem: str, owner: Owner) -> list[str]:
+        """The EndpointConfigs named `<stem>-<hash>` tagged as `owner`'s."""
+        listed = {
+            item["EndpointConfigName"]: item["EndpointConfigArn"]
             for item in self._pages(
-                "ListEndpointConfigs", "list_endpoint_configs", "EndpointConfigs", name_prefix
+                "ListEndpointConfigs", "list_endpoint_configs", "EndpointConfigs", stem
             )
-            if is_owned_by(self.tags(item["EndpointConfigArn"]), owner)
+        }
+        return [
+            name
+            for name in own_content_names(stem, listed, CONTENT_HASH_LENGTH)
+            if is_owned_by(self.tags(listed[name]), owner)
         ]
 
     def _pages(
