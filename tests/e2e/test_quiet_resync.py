@@ -7,7 +7,15 @@ from typing import Any
 
 import pytest
 
-from support.e2e import apply, deployment, events, get, wait_for, wait_ready
+from support.e2e import (
+    apply,
+    deployment,
+    endpoint_observations,
+    events,
+    get,
+    wait_for,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -27,10 +35,6 @@ def status_patches(cluster: Any) -> int:
     )
 
 
-def observations(aws: Any) -> int:
-    return aws.calls("sagemaker", "DescribeEndpoint") + aws.calls("sagemaker", "ListEndpoints")
-
-
 def test_resyncs_that_find_nothing_new_write_nothing(
     kube_cluster: Any, aws: Any, namespace: str, operator: Any, s3_model_uri: str
 ) -> None:
@@ -38,18 +42,20 @@ def test_resyncs_that_find_nothing_new_write_nothing(
     apply(kube_cluster, namespace, deployment("quiet", s3_model_uri))
     wait_ready(kube_cluster, namespace, "quiet", operator)
     # The pass that reported Ready may still be finishing its writes: one resync first.
-    settled = observations(aws) + 1
-    wait_for("a resync after Ready", lambda: observations(aws) >= settled, operator=operator)
+    settled = endpoint_observations(aws) + 1
+    wait_for(
+        "a resync after Ready", lambda: endpoint_observations(aws) >= settled, operator=operator
+    )
 
     before = get(kube_cluster, namespace, "quiet")
     assert before is not None
     patches, posted = status_patches(kube_cluster), events(kube_cluster, namespace, "quiet")
     log_lines = len(process.log(lines=100_000).splitlines())
-    seen = observations(aws)
+    seen = endpoint_observations(aws)
 
     wait_for(
         f"{RESYNCS} more resyncs",
-        lambda: observations(aws) >= seen + RESYNCS,
+        lambda: endpoint_observations(aws) >= seen + RESYNCS,
         timeout=60,
         operator=operator,
     )

@@ -8,6 +8,7 @@ result was lost) and a conflict otherwise.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -71,25 +72,40 @@ class SageMakerGateway:
         self._observations.tags.put(arn, (created, dict(tags)))
         return tags
 
-    def _tags_written(self, arn: str) -> None:
-        if self._observations is not None:
-            self._observations.tags.pop(arn)
+    @contextmanager
+    def _writing_tags(self, arn: str) -> Iterator[None]:
+        """Forget the cached tags once the write is done (or failed: it may have landed)."""
+        try:
+            yield
+        finally:
+            if self._observations is not None:
+                self._observations.tags.pop(arn)
 
-    def _endpoint_written(self, name: str) -> None:
-        if self._observations is not None:
-            self._observations.wrote(name)
+    @contextmanager
+    def _writing_endpoint(self, name: str) -> Iterator[None]:
+        """Mark the endpoint written once the call returned (or failed: it may have landed), so
+        that only a ListEndpoints begun after it is trusted for this endpoint."""
+        try:
+            yield
+        finally:
+            if self._observations is not None:
+                self._observations.wrote(name)
 
     def set_tags(self, arn: str, tags: Mapping[str, str]) -> None:
         if tags:
-            self._tags_written(arn)
-            aws_call(
-                "AddTags", lambda: self._client.add_tags(ResourceArn=arn, Tags=_tag_list(tags))
-            )
+            with self._writing_tags(arn):
+                aws_call(
+                    "AddTags",
+                    lambda: self._client.add_tags(ResourceArn=arn, Tags=_tag_list(tags)),
+                )
 
     def remove_tags(self, arn: str, keys: list[str]) -> None:
         if keys:
-            self._tags_written(arn)
-            aws_call("DeleteTags", lambda: self._client.delete_tags(ResourceArn=arn, TagKeys=keys))
+            with self._writing_tags(arn):
+                aws_call(
+                    "DeleteTags",
+                    lambda: self._client.delete_tags(ResourceArn=arn, TagKeys=keys),
+                )
 
     def describe_endpoint(self, name: str, owner: Owner) -> ObservedEndpoint | None:
         found = aws_call_or_none(
@@ -200,17 +216,17 @@ class SageMakerGateway:
         )
 
     def create_endpoint(self, endpoint: DesiredEndpoint, owner: Owner) -> None:
-        self._endpoint_written(endpoint.name)
-        self._create(
-            "CreateEndpoint",
-            lambda: self._client.create_endpoint(
-                EndpointName=endpoint.name,
-                EndpointConfigName=endpoint.config_name,
-                Tags=_tag_list(endpoint.tags),
-            ),
-            lambda: self._client.describe_endpoint(EndpointName=endpoint.name)["EndpointArn"],
-            owner,
-        )
+        with self._writing_endpoint(endpoint.name):
+            self._create(
+                "CreateEndpoint",
+                lambda: self._client.create_endpoint(
+                    EndpointName=endpoint.name,
+                    EndpointConfigName=endpoint.config_name,
+                    Tags=_tag_list(endpoint.tags),
+                ),
+                lambda: self._client.describe_endpoint(EndpointName=endpoint.name)["EndpointArn"],
+                owner,
+            )
 
     def _create(
         self,
@@ -232,15 +248,19 @@ class SageMakerGateway:
                 ) from exc
 
     def update_endpoint(self, name: str, config_name: str) -> None:
-        self._endpoint_written(name)
-        aws_call(
-            "UpdateEndpoint",
-            lambda: self._client.update_endpoint(EndpointName=name, EndpointConfigName=config_name),
-        )
+        with self._writing_endpoint(name):
+            aws_call(
+                "UpdateEndpoint",
+                lambda: self._client.update_endpoint(
+                    EndpointName=name, EndpointConfigName=config_name
+                ),
+            )
 
     def delete_endpoint(self, name: str) -> None:
-        self._endpoint_written(name)
-        aws_call_or_none("DeleteEndpoint", lambda: self._client.delete_endpoint(EndpointName=name))
+        with self._writing_endpoint(name):
+            aws_call_or_none(
+                "DeleteEndpoint", lambda: self._client.delete_endpoint(EndpointName=name)
+            )
 
     def delete_model(self, name: str) -> None:
         aws_call_or_none("DeleteModel", lambda: self._client.delete_model(ModelName=name))
