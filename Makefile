@@ -55,6 +55,7 @@ bench: setup test-peers
 	$(PY) bench/image_push.py
 	$(PY) bench/image_build.py
 	$(PY) bench/apply_to_ready.py
+	$(PY) bench/scale.py --n 100
 
 lock:
 	$(PYTHON) -m venv /tmp/qa-operator-lock && /tmp/qa-operator-lock/bin/pip install -q -U pip==$(PIP_VERSION)

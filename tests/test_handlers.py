@@ -36,6 +36,23 @@ def test_requeues_are_logged_by_what_they_mean(message: str, level: int) -> None
     assert getattr(record, "k8s_skip", False) == ("transient: " in message)
 
 
+def test_a_finished_resync_is_debug_and_silent_at_info() -> None:
+    logger = logging.getLogger("kopf.objects")
+    logger.setLevel(logging.INFO)
+    record = logging.LogRecord(
+        "kopf.objects", logging.INFO, __file__, 1, "Timer 'resync' succeeded.", None, None
+    )
+    assert not RequeueLogLevels().filter(record)
+    assert record.levelno == logging.DEBUG
+    logger.setLevel(logging.DEBUG)
+    assert RequeueLogLevels().filter(record)
+    handled = logging.LogRecord(
+        "kopf.objects", logging.INFO, __file__, 1, "Handler 'reconcile' succeeded.", None, None
+    )
+    assert RequeueLogLevels().filter(handled)
+    assert handled.levelno == logging.INFO, "a change handled is still worth a line"
+
+
 def test_waiting_is_silent_unless_debug_logging_is_on() -> None:
     logger = logging.getLogger("kopf.objects")
     logger.setLevel(logging.INFO)

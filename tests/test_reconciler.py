@@ -531,6 +531,39 @@ def test_an_unexpected_exception_is_reported_as_internal_error_and_retried_with_
     assert harness.events.count("InternalError") == 1, "one warning per streak"
 
 
+def test_after_starting_work_the_endpoint_is_looked_at_again_at_once_then_with_backoff(
+    harness: Harness, aws: Any
+) -> None:
+    settings = dataclasses.replace(
+        harness.reconciler.settings, poll_min_seconds=5, poll_max_seconds=60
+    )
+    harness.reconciler = Reconciler(settings, AwsClients(max_attempts=1).client, jitter=lambda: 0.5)
+    aws.set_endpoint_lifecycle(creating_describes=3)
+
+    created = harness.apply(harness.reconciler.reconcile(harness.resource(), attempt=0))
+    assert "CreatingEndpoint" in harness.events
+    assert created.requeue_after is not None and created.requeue_after <= 0.2, created
+
+    waiting = harness.apply(harness.reconciler.reconcile(harness.resource(), attempt=1))
+    assert harness.status["endpointStatus"] == "Creating"
+    assert waiting.requeue_after is not None and waiting.requeue_after >= 5, waiting
+
+
+def test_an_endpoint_sagemaker_finishes_at_once_is_ready_on_the_next_look(
+    harness: Harness, aws: Any
+) -> None:
+    settings = dataclasses.replace(
+        harness.reconciler.settings, poll_min_seconds=5, poll_max_seconds=60
+    )
+    harness.reconciler = Reconciler(settings, AwsClients(max_attempts=1).client)
+
+    first = harness.reconcile()
+    assert first.requeue_after is not None and first.requeue_after <= 0.2
+    second = harness.reconcile()
+    assert second.requeue_after is None
+    assert harness.condition("Ready")["status"] == "True"
+
+
 def test_system_updating_keeps_ready_with_progressing(harness: Harness, aws: Any) -> None:
     harness.converge()
     ready_since = harness.condition("Ready")["lastTransitionTime"]

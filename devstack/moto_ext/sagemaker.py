@@ -23,6 +23,8 @@ the service returns). `install()` applies them once, in the process that serves 
   (UpdateEndpoint: "there is no availability loss").
 - `set_endpoint_status()` holds an endpoint in a status SageMaker enters by itself
   (SystemUpdating, OutOfService, UpdateRollbackFailed) until a test sets another.
+- ListModels honours NameContains, the creation time filters, sorting and paging, and answers
+  summaries; ListEndpoints and ListEndpointConfigs sort Descending by default (listing.py).
 - AddTags adds or overwrites by key (moto appended duplicates); AddTags/ListTags/DeleteTags on an
   ARN that names nothing fail with ValidationException (moto crashed with HTTP 500).
 """
@@ -42,6 +44,7 @@ from moto.sagemaker.models import FakeEndpoint, SageMakerModelBackend, sagemaker
 from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemaker.utils import arn_formatter
 
+from . import listing
 from .controls import CONTROLS, Phase
 from .runtime import EndpointRuntime, Start, VariantSpec
 
@@ -220,7 +223,13 @@ def _describe_endpoint(original: Any, self: SageMakerModelBackend, endpoint_name
 def _list_endpoints(original: Any, self: SageMakerModelBackend, *args: Any, **kw: Any) -> Any:
     for endpoint in list(self.endpoints.values()):
         _advance(endpoint, described=False)
-    return original(self, *args, **kw)
+    return listing.descending_by_default(original)(self, *args, **kw)
+
+
+def _list_endpoint_configs(
+    original: Any, self: SageMakerModelBackend, *args: Any, **kw: Any
+) -> Any:
+    return listing.descending_by_default(original)(self, *args, **kw)
 
 
 def _delete_endpoint(original: Any, self: SageMakerModelBackend, endpoint_name: str) -> None:
@@ -322,6 +331,7 @@ _PATCHES: dict[str, Callable[..., Any]] = {
     "create_endpoint": _create_endpoint,
     "describe_endpoint": _describe_endpoint,
     "list_endpoints": _list_endpoints,
+    "list_endpoint_configs": _list_endpoint_configs,
     "delete_endpoint": _delete_endpoint,
     "_get_resource_from_arn": _get_resource,
     "add_tags": _add_tags,
@@ -390,6 +400,7 @@ def install() -> None:
             _patch(name, replacement)
         SageMakerModelBackend.update_endpoint = _update_endpoint  # type: ignore[attr-defined]
         SageMakerResponse.update_endpoint = _update_endpoint_response  # type: ignore[attr-defined]
+        SageMakerResponse.list_models = listing.list_models_response  # type: ignore[method-assign]
         _INSTALLED = True
 
 

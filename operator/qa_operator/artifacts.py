@@ -29,7 +29,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,7 +92,7 @@ class ModelPackager:
         self._max_bytes = max_bytes
         self._keep_recent_seconds = keep_recent_seconds
         self._hub_endpoint = hub_endpoint
-        self._key_locks: dict[str, threading.Lock] = {}
+        self._key_locks = KeyedLocks()
         self._guard = threading.Lock()
         self._hub_in_use: Counter[str] = Counter()
         self._evicting = threading.Lock()
@@ -101,10 +101,9 @@ class ModelPackager:
         """The cache key of the package for `spec` (what the reconciler records as sourceKey)."""
         return source_key(spec, self._limits)
 
-    def _lock_for(self, key: str) -> threading.Lock:
+    def _lock_for(self, key: str, *, blocking: bool = True) -> AbstractContextManager[bool]:
         """Two resources with the same source package it once, not twice at the same time."""
-        with self._guard:
-            return self._key_locks.setdefault(key, threading.Lock())
+        return self._key_locks.hold(key, blocking=blocking)
 
     def prepare(self, spec: DeploymentSpec, region: str) -> PreparedPackage:
         _check_applicable(spec)
@@ -254,26 +253,25 @@ class ModelPackager:
 
     def _remove(self, entry: CacheEntry) -> bool:
         """Rename, then delete: a half-deleted entry is never taken for a cached package."""
-        lock = self._lock_for(entry.key) if entry.key is not None else None
-        if lock is not None and not lock.acquire(blocking=False):
-            return False
-        try:
-            # In the packages root, so that what a crash leaves is an entry evicted later.
-            self._root.mkdir(parents=True, exist_ok=True)
-            trash = self._root / f"evicted-{uuid.uuid4().hex[:12]}"
-            with self._guard:  # a hub download that started since the entries were listed
-                if entry.key is None and entry.path.name in self._hub_in_use:
-                    return False
-                try:
-                    entry.path.rename(trash)
-                except FileNotFoundError:
-                    return False
-            shutil.rmtree(trash, ignore_errors=True)
-            log.info("evicted %s from the package cache", entry.path)
-            return True
-        finally:
-            if lock is not None:
-                lock.release()
+        if entry.key is None:
+            return self._remove_unlocked(entry)
+        with self._lock_for(entry.key, blocking=False) as acquired:
+            return acquired and self._remove_unlocked(entry)
+
+    def _remove_unlocked(self, entry: CacheEntry) -> bool:
+        # In the packages root, so that what a crash leaves is an entry evicted later.
+        self._root.mkdir(parents=True, exist_ok=True)
+        trash = self._root / f"evicted-{uuid.uuid4().hex[:12]}"
+        with self._guard:  # a hub download that started since the entries were listed
+            if entry.key is None and entry.path.name in self._hub_in_use:
+                return False
+            try:
+                entry.path.rename(trash)
+            except FileNotFoundError:
+                return False
+        shutil.rmtree(trash, ignore_errors=True)
+        log.info("evicted %s from the package cache", entry.path)
+        return True
 
     @staticmethod
     def _relocated(prepared: PreparedPackage, old: Path, new: Path) -> PreparedPackage:
@@ -296,6 +294,38 @@ class ModelPackager:
             archive=home / "model.tar.gz",
             archive_digest=record["archiveDigest"],
         )
+
+
+class KeyedLocks:
+    """One lock per key, kept only while a thread holds or waits for it: bounded by the work in
+    flight, not by every key the process has ever seen."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, tuple[threading.Lock, int]] = {}
+
+    @contextmanager
+    def hold(self, key: str, *, blocking: bool = True) -> Iterator[bool]:
+        """Hold `key`'s lock for the block; yields whether it was acquired (always, blocking)."""
+        with self._guard:
+            lock, users = self._locks.get(key, (threading.Lock(), 0))
+            self._locks[key] = (lock, users + 1)
+        acquired = lock.acquire(blocking)
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                lock.release()
+            with self._guard:
+                users = self._locks[key][1] - 1
+                if users:
+                    self._locks[key] = (lock, users)
+                else:
+                    del self._locks[key]
+
+    def __len__(self) -> int:
+        with self._guard:
+            return len(self._locks)
 
 
 @dataclass(frozen=True)

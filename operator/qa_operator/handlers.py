@@ -16,6 +16,7 @@ from qa_operator.aws.clients import AwsClients
 from qa_operator.desired import Owner
 from qa_operator.reconciler import Outcome, Reconciler, Resource
 from qa_operator.settings import OperatorSettings
+from qa_operator.statuspatch import status_patch
 
 GROUP, VERSION, PLURAL = "serving.qaoperator.io", "v1alpha1", "qamodeldeployments"
 SETTINGS = OperatorSettings.from_env()
@@ -25,10 +26,14 @@ WAITING, TRANSIENT = "waiting: ", "transient: "
 class RequeueLogLevels(logging.Filter):
     """kopf logs every TemporaryError at ERROR (and posts it as an Event). Waiting on SageMaker is
     normal: DEBUG. A transient AWS or registry error is worth a WARNING in the log, not an ERROR,
-    and no Event per retry: the reconciler posts one when such trouble starts."""
+    and no Event per retry: the reconciler posts one when such trouble starts. A resync that
+    finished is routine: DEBUG, not an INFO line and an Event per resource per interval."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
+        if text.startswith("Timer ") and text.endswith(" succeeded."):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
         if "failed temporarily" in text:
             if WAITING in text:
                 record.levelno, record.levelname = logging.DEBUG, "DEBUG"
@@ -79,7 +84,7 @@ def _report(outcome: Outcome, body: kopf.Body, patch: kopf.Patch | None) -> None
     for event in outcome.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
     if patch is not None:
-        patch.status.update(outcome.status)
+        patch.status.update(status_patch(body.status, outcome.status))
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -105,7 +110,7 @@ def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> Non
         return  # a change handler is mid-pass; it reports for both of us
     try:
         with metrics.reconcile_pass("resync") as timed:
-            outcome = reconciler.reconcile(_resource(body))
+            outcome = reconciler.reconcile(_resource(body), resync=True)
             _counted(timed, outcome, body)
     finally:
         lock.release()

@@ -37,6 +37,11 @@ class Action(enum.Enum):
     ROLL_BACK = "RollBack"  # UpdateEndpoint back to the last known good config
 
 
+ENDPOINT_WORK = frozenset(
+    {Action.CREATE_ENDPOINT, Action.UPDATE_ENDPOINT, Action.ROLL_BACK, Action.DELETE_ENDPOINT}
+)
+
+
 class State(enum.Enum):
     """Where the deployment stands after the plan's actions; conditions are derived from it."""
 
@@ -147,6 +152,12 @@ class Plan:
     def settled(self) -> bool:
         """Nothing will change without a new spec or an outside change: poll slowly."""
         return self.state in (State.READY, State.FAILED, State.ROLLED_BACK, State.CONFLICT)
+
+    @property
+    def starts_endpoint_work(self) -> bool:
+        """The pass asks SageMaker to change the endpoint, which it may finish at once (an
+        endpoint already provisioned, a fast update): the next look comes without waiting."""
+        return any(action in ENDPOINT_WORK for action in self.actions)
 
 
 def plan_identity(

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from qa_operator import conditions, smoke
 from qa_operator.artifacts import ModelPackager
+from qa_operator.aws.observation import Observations
 from qa_operator.aws.runtime import SageMakerRuntimeGateway
 from qa_operator.aws.s3 import PackageStore
 from qa_operator.aws.sagemaker import SageMakerGateway
@@ -85,6 +86,9 @@ class Outcome:
 
 
 DELETING_PHASE = "Deleting"
+# After a pass that asked SageMaker to change the endpoint: look again this soon (SageMaker may
+# already be done), then back off from poll_min_seconds.
+FIRST_LOOK_SECONDS = 0.2
 
 
 def invocation_url(region: str, endpoint: str) -> str:
@@ -118,6 +122,12 @@ class Reconciler:
         self._jitter = jitter
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        # One ListEndpoints per region per tenth of the resync interval, shared by every resync:
+        # an out-of-band change shows at the resource's next resync (or at most 1.1 intervals).
+        self._observations = Observations(max_age=settings.resync_seconds / 10)
+
+    def _sagemaker(self, region: str) -> SageMakerGateway:
+        return SageMakerGateway(self._aws("sagemaker", region), self._observations.region(region))
 
     def lock_for(self, uid: str) -> threading.Lock:
         """Create/update handlers and the timer may fire together for one resource."""
@@ -134,16 +144,25 @@ class Reconciler:
         )
         return round(base * (0.8 + 0.4 * self._jitter()), 2)
 
+    def next_look(self, plan: Plan, attempt: int) -> float:
+        """When to observe an unsettled endpoint again: at once after starting work on it, since
+        nothing says SageMaker is not done already; then with the growing backoff."""
+        if plan.starts_endpoint_work:
+            return min(FIRST_LOOK_SECONDS, self.settings.poll_min_seconds)
+        return self.backoff(attempt)
+
     # -- create, update, resume, resync ------------------------------------------------------
 
-    def reconcile(self, resource: Resource, attempt: int = 0) -> Outcome:
+    def reconcile(self, resource: Resource, attempt: int = 0, *, resync: bool = False) -> Outcome:
+        """One pass. `resync`: the periodic look at a resource kopf saw no change of; it reads the
+        endpoint from the shared ListEndpoints snapshot where that shows no change."""
         outcome = Outcome()
         try:
             spec = parse_spec(resource.spec)
         except SpecError as exc:
             return self._finish(resource, outcome, conditions.blocked("InvalidSpec", str(exc)))
         try:
-            plan = self._reconcile(resource, spec, outcome)
+            plan = self._reconcile(resource, spec, outcome, resync=resync)
         except TerminalError as exc:
             if not _already_blocked(resource, exc.reason, exc.message):
                 outcome.events.append(Event("Warning", exc.reason, exc.message))
@@ -160,10 +179,12 @@ class Reconciler:
             )
         verdict = conditions.verdict_for(plan.state, plan.reason, plan.message)
         if not plan.settled:
-            outcome.requeue_after = self.backoff(attempt)
+            outcome.requeue_after = self.next_look(plan, attempt)
         return self._finish(resource, outcome, verdict)
 
-    def _reconcile(self, resource: Resource, spec: DeploymentSpec, outcome: Outcome) -> Plan:
+    def _reconcile(
+        self, resource: Resource, spec: DeploymentSpec, outcome: Outcome, *, resync: bool
+    ) -> Plan:
         owner, status = resource.owner, resource.status
         # The admin policy, before anything is fetched (MLflow credentials included) or created.
         self._policy.enforce(owner.namespace, spec, self.settings)
@@ -180,7 +201,7 @@ class Reconciler:
                 "NoExecutionRole",
                 "set spec.endpoint.executionRoleArn or QA_OPERATOR_EXECUTION_ROLE_ARN",
             )
-        sagemaker = SageMakerGateway(self._aws("sagemaker", region))
+        sagemaker = self._sagemaker(region)
         outcome.status.update(
             region=region, endpointName=name, invocationUrl=invocation_url(region, name)
         )
@@ -188,7 +209,7 @@ class Reconciler:
         desired = desired_state(spec, owner, artifacts, execution_role_arn=role)
         outcome.status.update(modelName=desired.model.name, endpointConfigName=desired.config.name)
 
-        endpoint = sagemaker.describe_endpoint(name, owner)
+        endpoint = sagemaker.observe_endpoint(name, owner, changing=not resync)
         needs_prerequisites = endpoint is None or endpoint.config_name != desired.config.name
         observed = self._observe(desired, endpoint, owner, sagemaker, needs_prerequisites)
         history = _history(resource, spec, self.settings)
@@ -553,7 +574,7 @@ class Reconciler:
                 return outcome  # never valid, so nothing was ever created
             name = name or endpoint_name(owner, spec)
             region = region or spec.endpoint.region or self.settings.default_region
-        sagemaker = SageMakerGateway(self._aws("sagemaker", region))
+        sagemaker = self._sagemaker(region)
         plan = plan_delete(sagemaker.describe_endpoint(name, owner))
         step.append(plan.message)
         if Action.DELETE_ENDPOINT in plan.actions:
@@ -561,7 +582,7 @@ class Reconciler:
             outcome.events.append(Event("Normal", "DeletingEndpoint", plan.message))
         if plan.state is State.DELETING:
             outcome.done = False
-            outcome.requeue_after = self.backoff(attempt)
+            outcome.requeue_after = self.next_look(plan, attempt)
             return self._finish(
                 resource, outcome, conditions.verdict_for(plan.state, plan.reason, plan.message)
             )

@@ -10,6 +10,7 @@ from support.e2e import (
     apply,
     condition,
     deployment,
+    endpoint_observations,
     events,
     get,
     owned,
@@ -43,10 +44,10 @@ def test_failed_update_is_degraded_with_the_reason_and_not_retried_until_the_spe
     )
 
     updates = aws.calls("sagemaker", "UpdateEndpoint")
-    describes = aws.calls("sagemaker", "DescribeEndpoint")
+    describes = endpoint_observations(aws)
     wait_for(
         "several more reconcile passes",
-        lambda: aws.calls("sagemaker", "DescribeEndpoint") >= describes + 4,
+        lambda: endpoint_observations(aws) >= describes + 4,
         operator=operator,
     )
     assert aws.calls("sagemaker", "UpdateEndpoint") == updates, "the failed config was retried"

@@ -18,6 +18,7 @@ from support.e2e import (
     apply,
     condition,
     deployment,
+    endpoint_observations,
     events,
     get,
     owned,
@@ -80,10 +81,10 @@ def test_a_source_that_is_not_a_qa_model_is_refused_once_and_not_fetched_again(
     apply(kube_cluster, namespace, deployment("served", s3_model_uri))
     wait_ready(kube_cluster, namespace, "served", operator)
     fetched = _source_fetches(aws)
-    describes = aws.calls("sagemaker", "DescribeEndpoint")
+    describes = endpoint_observations(aws)
     wait_for(
         "several more reconcile passes",
-        lambda: aws.calls("sagemaker", "DescribeEndpoint") >= describes + 4,
+        lambda: endpoint_observations(aws) >= describes + 4,
         operator=operator,
     )
     assert _source_fetches(aws) == fetched, "a source was fetched again on a resync"

@@ -15,6 +15,7 @@ from support.e2e import (
     apply,
     condition,
     deployment,
+    endpoint_observations,
     events,
     get,
     owned,
@@ -114,10 +115,10 @@ def test_each_field_outside_the_policy_is_denied_before_any_aws_call(
     # Resyncs of a blocked resource stay quiet: a resource that is allowed shows they happen.
     apply(kube_cluster, namespace, deployment("allowed", s3_model_uri))
     wait_ready(kube_cluster, namespace, "allowed", operator)
-    describes = aws.calls("sagemaker", "DescribeEndpoint")
+    describes = endpoint_observations(aws)
     wait_for(
         "a few resyncs",
-        lambda: aws.calls("sagemaker", "DescribeEndpoint") >= describes + 4,
+        lambda: endpoint_observations(aws) >= describes + 4,
         operator=operator,
     )
     for name in DENIED:

@@ -24,6 +24,7 @@ from support.e2e import (
     apply,
     condition,
     deployment,
+    endpoint_observations,
     get,
     wait_degraded,
     wait_for,
@@ -178,10 +179,10 @@ def test_an_update_that_answers_500_is_rolled_back_to_the_last_config_that_passe
 
     updates = aws.calls("sagemaker", "UpdateEndpoint")
     invokes = aws.calls("sagemaker", "InvokeEndpoint")
-    describes = aws.calls("sagemaker", "DescribeEndpoint")
+    describes = endpoint_observations(aws)
     wait_for(
         "several more reconcile passes",
-        lambda: aws.calls("sagemaker", "DescribeEndpoint") >= describes + 4,
+        lambda: endpoint_observations(aws) >= describes + 4,
         operator=operator,
     )
     assert updates == 2, "one update to the broken config, one back"

@@ -136,6 +136,13 @@ def wait_for(
     pytest.fail(f"timed out waiting for {what}; last probe: {last!r}\n{logs}")
 
 
+def endpoint_observations(aws: Any) -> int:
+    """The operator's looks at its endpoints: DescribeEndpoint (a pass that acts or waits, or an
+    entry that changed) and ListEndpoints (resyncs share one listing per region). To show that
+    nothing happens, wait until this grew by N, then assert the counts of interest unchanged."""
+    return aws.calls("sagemaker", "DescribeEndpoint") + aws.calls("sagemaker", "ListEndpoints")
+
+
 def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any]:
     for item in (obj or {}).get("status", {}).get("conditions", []):
         if item["type"] == kind:

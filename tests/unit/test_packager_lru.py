@@ -11,7 +11,13 @@ from typing import Any
 
 import pytest
 
-from qa_operator.artifacts import CacheEntry, ModelPackager, PreparedPackage, choose_victims
+from qa_operator.artifacts import (
+    CacheEntry,
+    KeyedLocks,
+    ModelPackager,
+    PreparedPackage,
+    choose_victims,
+)
 from qa_operator.spec import DeploymentSpec, HuggingFaceSource, parse_spec
 
 
@@ -136,12 +142,24 @@ def test_a_key_being_prepared_by_another_thread_is_not_evicted(tmp_path: Path) -
     packager = StubPackager(tmp_path, max_bytes=10)
     first = packager.prepare(spec("one"), "r")
     age(first.package_dir.parent, 100)
-    held = packager._lock_for(packager.key(spec("one")))
-    with held:
+    with packager._lock_for(packager.key(spec("one"))):
         packager.prepare(spec("two"), "r")
         assert first.archive.is_file()
     packager.prepare(spec("three"), "r")
     assert not first.package_dir.exists()
+    assert len(packager._key_locks) == 0, "no lock kept for a key nobody holds"
+
+
+def test_keyed_locks_exclude_per_key_and_keep_nothing_once_released() -> None:
+    locks = KeyedLocks()
+    with locks.hold("a") as first:
+        assert first
+        with locks.hold("a", blocking=False) as second:
+            assert not second, "held by the block around it"
+        with locks.hold("b", blocking=False) as other:
+            assert other, "another key is free"
+        assert len(locks) == 1
+    assert len(locks) == 0
 
 
 def test_hub_downloads_are_bounded_with_the_packages_unless_in_use(tmp_path: Path) -> None:

@@ -502,6 +502,22 @@ def test_settled(state: State, settled: bool) -> None:
     assert Plan(state, "Reason", "message").settled is settled
 
 
+@pytest.mark.parametrize(
+    ("actions", "starts"),
+    [
+        ((), False),
+        ((Action.CREATE_MODEL, Action.CREATE_ENDPOINT_CONFIG, Action.CREATE_ENDPOINT), True),
+        ((Action.UPDATE_ENDPOINT,), True),
+        ((Action.ROLL_BACK,), True),
+        ((Action.DELETE_ENDPOINT,), True),
+        ((Action.SMOKE_TEST,), False),
+        ((Action.DELETE_SUPERSEDED, Action.SYNC_TAGS), False),
+    ],
+)
+def test_starts_endpoint_work(actions: tuple[Action, ...], starts: bool) -> None:
+    assert Plan(State.CREATING, "Reason", "message", actions).starts_endpoint_work is starts
+
+
 def test_the_table_reaches_every_reconcile_state() -> None:
     assert {row.state for row in RECONCILE_ROWS.values()} >= {
         State.CREATING,

@@ -8,6 +8,7 @@ result was lost) and a conflict otherwise.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -19,7 +20,9 @@ from qa_operator.aws.errors import (
     aws_call_or_none,
     classify,
 )
+from qa_operator.aws.observation import Described, RegionObservations
 from qa_operator.desired import (
+    CONTENT_HASH_LENGTH,
     DesiredEndpoint,
     DesiredEndpointConfig,
     DesiredModel,
@@ -28,6 +31,7 @@ from qa_operator.desired import (
     production_variant,
 )
 from qa_operator.errors import TerminalError
+from qa_operator.observation import EndpointSummary, Look, how_to_observe, own_content_names
 from qa_operator.plan import ObservedEndpoint
 
 
@@ -36,8 +40,12 @@ def _tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
 
 
 class SageMakerGateway:
-    def __init__(self, client: Any) -> None:
+    """`observations` (shared by every pass in the region) lets resyncs read the shared
+    ListEndpoints snapshot and the cached tags instead of asking SageMaker for each endpoint."""
+
+    def __init__(self, client: Any, observations: RegionObservations | None = None) -> None:
         self._client = client
+        self._observations = observations
 
     def tags(self, arn: str) -> dict[str, str]:
         tags: dict[str, str] = {}
@@ -52,24 +60,63 @@ class SageMakerGateway:
             if not token:
                 return tags
 
+    def _endpoint_tags(self, arn: str, created: Any) -> dict[str, str]:
+        """An endpoint's tags, from the cache while the same endpoint (ARN and CreationTime: a
+        name deleted and created again is another endpoint) holds them."""
+        if self._observations is None:
+            return self.tags(arn)
+        cached = self._observations.tags.get(arn)
+        if cached is not None and cached[0] == created:
+            return dict(cached[1])
+        tags = self.tags(arn)
+        self._observations.tags.put(arn, (created, dict(tags)))
+        return tags
+
+    @contextmanager
+    def _writing_tags(self, arn: str) -> Iterator[None]:
+        """Forget the cached tags once the write is done (or failed: it may have landed)."""
+        try:
+            yield
+        finally:
+            if self._observations is not None:
+                self._observations.tags.pop(arn)
+
+    @contextmanager
+    def _writing_endpoint(self, name: str) -> Iterator[None]:
+        """Mark the endpoint written once the call returned (or failed: it may have landed), so
+        that only a ListEndpoints begun after it is trusted for this endpoint."""
+        try:
+            yield
+        finally:
+            if self._observations is not None:
+                self._observations.wrote(name)
+
     def set_tags(self, arn: str, tags: Mapping[str, str]) -> None:
         if tags:
-            aws_call(
-                "AddTags", lambda: self._client.add_tags(ResourceArn=arn, Tags=_tag_list(tags))
-            )
+            with self._writing_tags(arn):
+                aws_call(
+                    "AddTags",
+                    lambda: self._client.add_tags(ResourceArn=arn, Tags=_tag_list(tags)),
+                )
 
     def remove_tags(self, arn: str, keys: list[str]) -> None:
         if keys:
-            aws_call("DeleteTags", lambda: self._client.delete_tags(ResourceArn=arn, TagKeys=keys))
+            with self._writing_tags(arn):
+                aws_call(
+                    "DeleteTags",
+                    lambda: self._client.delete_tags(ResourceArn=arn, TagKeys=keys),
+                )
 
     def describe_endpoint(self, name: str, owner: Owner) -> ObservedEndpoint | None:
         found = aws_call_or_none(
             "DescribeEndpoint", lambda: self._client.describe_endpoint(EndpointName=name)
         )
         if found is None:
+            if self._observations is not None:
+                self._observations.described.pop(name)
             return None
-        tags = self.tags(found["EndpointArn"])
-        return ObservedEndpoint(
+        tags = self._endpoint_tags(found["EndpointArn"], found.get("CreationTime"))
+        endpoint = ObservedEndpoint(
             name=name,
             arn=found["EndpointArn"],
             status=found["EndpointStatus"],
@@ -78,6 +125,43 @@ class SageMakerGateway:
             tags=tags,
             owned=is_owned_by(tags, owner),
         )
+        if self._observations is not None and "LastModifiedTime" in found:
+            summary = EndpointSummary(
+                found["EndpointStatus"], found["LastModifiedTime"], found["CreationTime"]
+            )
+            self._observations.described.put(name, Described(summary, endpoint))
+        return endpoint
+
+    def observe_endpoint(
+        self, name: str, owner: Owner, *, changing: bool
+    ) -> ObservedEndpoint | None:
+        """The endpoint as DescribeEndpoint would say, from the shared ListEndpoints snapshot
+        and the last description where they show no change (observation.how_to_observe)."""
+        observations = self._observations
+        if observations is None or changing:
+            return self.describe_endpoint(name, owner)
+        snapshot = observations.snapshot(self._client)
+        described = observations.described.get(name)
+        look = how_to_observe(
+            snapshot.endpoints.get(name),
+            described.summary if described else None,
+            changing=changing,
+            listed_after_write=observations.listed_after_write(snapshot, name),
+        )
+        if look is Look.ABSENT:
+            return None
+        if look is Look.REUSE and described is not None:
+            known = described.endpoint
+            return ObservedEndpoint(
+                name=known.name,
+                arn=known.arn,
+                status=known.status,
+                config_name=known.config_name,
+                failure_reason=known.failure_reason,
+                tags=dict(known.tags),
+                owned=is_owned_by(known.tags, owner),
+            )
+        return self.describe_endpoint(name, owner)
 
     def model_arn(self, name: str) -> str | None:
         found = aws_call_or_none(
@@ -132,16 +216,17 @@ class SageMakerGateway:
         )
 
     def create_endpoint(self, endpoint: DesiredEndpoint, owner: Owner) -> None:
-        self._create(
-            "CreateEndpoint",
-            lambda: self._client.create_endpoint(
-                EndpointName=endpoint.name,
-                EndpointConfigName=endpoint.config_name,
-                Tags=_tag_list(endpoint.tags),
-            ),
-            lambda: self._client.describe_endpoint(EndpointName=endpoint.name)["EndpointArn"],
-            owner,
-        )
+        with self._writing_endpoint(endpoint.name):
+            self._create(
+                "CreateEndpoint",
+                lambda: self._client.create_endpoint(
+                    EndpointName=endpoint.name,
+                    EndpointConfigName=endpoint.config_name,
+                    Tags=_tag_list(endpoint.tags),
+                ),
+                lambda: self._client.describe_endpoint(EndpointName=endpoint.name)["EndpointArn"],
+                owner,
+            )
 
     def _create(
         self,
@@ -163,13 +248,19 @@ class SageMakerGateway:
                 ) from exc
 
     def update_endpoint(self, name: str, config_name: str) -> None:
-        aws_call(
-            "UpdateEndpoint",
-            lambda: self._client.update_endpoint(EndpointName=name, EndpointConfigName=config_name),
-        )
+        with self._writing_endpoint(name):
+            aws_call(
+                "UpdateEndpoint",
+                lambda: self._client.update_endpoint(
+                    EndpointName=name, EndpointConfigName=config_name
+                ),
+            )
 
     def delete_endpoint(self, name: str) -> None:
-        aws_call_or_none("DeleteEndpoint", lambda: self._client.delete_endpoint(EndpointName=name))
+        with self._writing_endpoint(name):
+            aws_call_or_none(
+                "DeleteEndpoint", lambda: self._client.delete_endpoint(EndpointName=name)
+            )
 
     def delete_model(self, name: str) -> None:
         aws_call_or_none("DeleteModel", lambda: self._client.delete_model(ModelName=name))
@@ -180,20 +271,30 @@ class SageMakerGateway:
             lambda: self._client.delete_endpoint_config(EndpointConfigName=name),
         )
 
-    def owned_models(self, name_prefix: str, owner: Owner) -> list[str]:
+    def owned_models(self, stem: str, owner: Owner) -> list[str]:
+        """The Models named `<stem>-<hash>` (desired.content_name) tagged as `owner`'s."""
+        listed = {
+            item["ModelName"]: item["ModelArn"]
+            for item in self._pages("ListModels", "list_models", "Models", stem)
+        }
         return [
-            item["ModelName"]
-            for item in self._pages("ListModels", "list_models", "Models", name_prefix)
-            if is_owned_by(self.tags(item["ModelArn"]), owner)
+            name
+            for name in own_content_names(stem, listed, CONTENT_HASH_LENGTH)
+            if is_owned_by(self.tags(listed[name]), owner)
         ]
 
-    def owned_endpoint_configs(self, name_prefix: str, owner: Owner) -> list[str]:
-        return [
-            item["EndpointConfigName"]
+    def owned_endpoint_configs(self, stem: str, owner: Owner) -> list[str]:
+        """The EndpointConfigs named `<stem>-<hash>` tagged as `owner`'s."""
+        listed = {
+            item["EndpointConfigName"]: item["EndpointConfigArn"]
             for item in self._pages(
-                "ListEndpointConfigs", "list_endpoint_configs", "EndpointConfigs", name_prefix
+                "ListEndpointConfigs", "list_endpoint_configs", "EndpointConfigs", stem
             )
-            if is_owned_by(self.tags(item["EndpointConfigArn"]), owner)
+        }
+        return [
+            name
+            for name in own_content_names(stem, listed, CONTENT_HASH_LENGTH)
+            if is_owned_by(self.tags(listed[name]), owner)
         ]
 
     def _pages(

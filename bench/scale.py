@@ -1,0 +1,189 @@
+"""N QAModelDeployments applied at once on the local stack: what the operator costs at scale.
+
+    make bench      # or: .venv/bin/python bench/scale.py [--n 100 --n 500] [--resyncs 3]
+
+For each N a fresh local stack (devstack: kube-apiserver, the extended moto, the registry) and one
+operator (`qa-operator run --standalone`, the default poll settings, resyncs every
+`--resync-seconds`) run in this process' machine; SageMaker is instant (moto's endpoints without
+the container runtime: InService once created) and the smoke test is off, so what is measured is
+the operator. The N resources share one model source (the demo's tiny model in S3) and are
+applied with one `kubectl apply`. Reported per N:
+
+* time from the apply to every resource Ready (the resources are listed every 0.5 s);
+* AWS calls by operation during that rollout (the extended moto's own request counter);
+* AWS calls and Kubernetes writes per resource per resync, over `--resyncs` resync intervals
+  once everything is Ready (after one interval to settle);
+* Kubernetes writes (POST, PUT, PATCH, DELETE) by resource during the rollout, from the API
+  server's apiserver_request_total (a no-op PATCH counts); the N creates of the apply included;
+* the operator's CPU time (user + system) and peak resident memory (VmHWM) over the whole run.
+
+The last line is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "operator"), str(REPO)]
+
+from devstack.demo import (  # noqa: E402
+    EXAMPLE,
+    current,
+    local_operator_env,
+    start_operator,
+    upload_model,
+)
+from devstack.moto_ext.controls import CONTROLS  # noqa: E402
+from devstack.stack import LocalStack  # noqa: E402
+
+NAMESPACE = "default"
+# A digest no container runs: with SageMaker instant nothing pulls it (the resolver pins it).
+SERVING_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/qa-serving@sha256:" + "ab" * 32
+WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
+CLOCK_TICKS = 100  # os.sysconf("SC_CLK_TCK") on Linux
+
+
+def aws_calls() -> collections.Counter[str]:
+    with CONTROLS.lock:
+        return collections.Counter(
+            {f"{service}:{op}": n for (service, op), n in CONTROLS.calls.items()}
+        )
+
+
+def kube_writes(stack: LocalStack) -> collections.Counter[str]:
+    """apiserver_request_total of write verbs, by 'VERB resource[/subresource]'."""
+    text = stack.cluster.kubectl("get", "--raw", "/metrics").stdout
+    counts: collections.Counter[str] = collections.Counter()
+    for line in text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(
+            part.split("=", 1) for part in line[line.index("{") + 1 : line.index("}")].split(",")
+        )
+        verb = labels.get("verb", "").strip('"')
+        if verb not in WRITE_VERBS:
+            continue
+        resource = labels.get("resource", "").strip('"')
+        sub = labels.get("subresource", "").strip('"')
+        counts[f"{verb} {resource}{'/' + sub if sub else ''}"] += int(float(line.rsplit(" ", 1)[1]))
+    return counts
+
+
+def process_usage(pid: int) -> tuple[float, float]:
+    """(CPU seconds, user + system; peak resident MiB) of a live process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    status = Path(f"/proc/{pid}/status").read_text()
+    hwm = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
+    return cpu, int(hwm.split()[1]) / 1024
+
+
+def manifests(n: int) -> str:
+    template = yaml.safe_load(EXAMPLE.read_text())
+    template["spec"]["smokeTest"] = {"enabled": False}
+    items = []
+    for i in range(n):
+        body = json.loads(json.dumps(template))
+        body["metadata"] = {"name": f"qa-{i + 1}", "namespace": NAMESPACE}
+        items.append(body)
+    return yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": items})
+
+
+def ready_count(api: Any) -> int:
+    listed = api.list_namespaced_custom_object(
+        "serving.qaoperator.io", "v1alpha1", NAMESPACE, "qamodeldeployments"
+    )
+    return sum(1 for obj in listed["items"] if current(obj, "Ready"))
+
+
+def delta(after: collections.Counter[str], before: collections.Counter[str]) -> dict[str, int]:
+    return {key: after[key] - before[key] for key in sorted(after) if after[key] > before[key]}
+
+
+def per_resource(counts: dict[str, int], divisor: int) -> dict[str, float]:
+    return {key: round(value / divisor, 3) for key, value in counts.items()}
+
+
+def measure(n: int, work: Path, resyncs: int, resync_seconds: float, timeout: float) -> dict:
+    import kubernetes.client
+
+    with LocalStack(work / f"stack-{n}", say=lambda line: None) as stack:
+        CONTROLS.set_runtime(None)  # SageMaker instant: InService once created
+        model_uri = yaml.safe_load(EXAMPLE.read_text())["spec"]["model"]["s3"]["uri"]
+        upload_model(stack.client("s3"), model_uri, say=lambda line: None)
+        env = local_operator_env(stack, SERVING_IMAGE, work / f"operator-work-{n}")
+        env = {k: v for k, v in env.items() if not k.startswith("QA_OPERATOR_POLL_")}
+        env["QA_OPERATOR_RESYNC_SECONDS"] = str(resync_seconds)
+        env["KUBECONFIG"] = str(stack.operator_kubeconfig())
+        operator = start_operator(env, work / f"operator-{n}.log")
+        stack.on_stop(operator.stop)
+        pid = operator.process.pid
+        with stack.cluster.api_client() as client:
+            api = kubernetes.client.CustomObjectsApi(client)
+            calls0, writes0 = aws_calls(), kube_writes(stack)
+            applied = time.monotonic()
+            stack.cluster.kubectl("apply", "-f", "-", input=manifests(n), timeout=600)
+            ready, last_report = 0, applied
+            while ready < n:
+                if time.monotonic() - applied > timeout:
+                    raise SystemExit(f"N={n}: {ready} Ready after {timeout:.0f} s")
+                time.sleep(0.5)
+                ready = ready_count(api)
+                if time.monotonic() - last_report > 15:
+                    print(f"    {ready}/{n} Ready at {time.monotonic() - applied:.0f} s")
+                    last_report = time.monotonic()
+            all_ready = time.monotonic() - applied
+            calls1, writes1 = aws_calls(), kube_writes(stack)
+            print(f"  N={n}: all Ready in {all_ready:.1f} s", flush=True)
+            time.sleep(resync_seconds)  # the passes that follow Ready (clean-up, tags) settle
+            calls2, writes2 = aws_calls(), kube_writes(stack)
+            time.sleep(resyncs * resync_seconds)
+            calls3, writes3 = aws_calls(), kube_writes(stack)
+            cpu, peak_rss = process_usage(pid)
+        steady_calls = delta(calls3, calls2)
+        steady_writes = delta(writes3, writes2)
+        return {
+            "n": n,
+            "all_ready_s": round(all_ready, 1),
+            "rollout_aws_calls": delta(calls1, calls0),
+            "rollout_kube_writes": delta(writes1, writes0),
+            "resync_seconds": resync_seconds,
+            "aws_calls_per_resync_per_resource": per_resource(steady_calls, n * resyncs),
+            "aws_calls_per_resync_per_resource_total": round(
+                sum(steady_calls.values()) / (n * resyncs), 3
+            ),
+            "kube_writes_per_resync_per_resource": per_resource(steady_writes, n * resyncs),
+            "operator_cpu_s": round(cpu, 1),
+            "operator_peak_rss_mib": round(peak_rss),
+        }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--n", type=int, action="append", help="resources (repeatable; 100)")
+    parser.add_argument("--resyncs", type=int, default=3)
+    parser.add_argument("--resync-seconds", type=float, default=20.0)
+    parser.add_argument("--timeout", type=float, default=900.0, help="per N, to all Ready")
+    args = parser.parse_args(argv)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        for n in args.n or [100]:
+            print(f"N={n}: local stack, operator, {n} resources applied at once ...", flush=True)
+            results.append(measure(n, Path(tmp), args.resyncs, args.resync_seconds, args.timeout))
+            print(json.dumps(results[-1], indent=1), flush=True)
+    print(json.dumps({"scale": results}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
