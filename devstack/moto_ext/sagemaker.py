@@ -42,6 +42,7 @@ from moto.sagemaker.models import FakeEndpoint, SageMakerModelBackend, sagemaker
 from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemaker.utils import arn_formatter
 
+from . import sagemaker_options
 from .controls import CONTROLS, Phase
 from .runtime import EndpointRuntime, Start, VariantSpec
 
@@ -388,6 +389,7 @@ def install() -> None:
             return
         for name, replacement in _PATCHES.items():
             _patch(name, replacement)
+        sagemaker_options.install()
         SageMakerModelBackend.update_endpoint = _update_endpoint  # type: ignore[attr-defined]
         SageMakerResponse.update_endpoint = _update_endpoint_response  # type: ignore[attr-defined]
         _INSTALLED = True

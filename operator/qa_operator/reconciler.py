@@ -31,6 +31,7 @@ from qa_operator.desired import (
     owner_prefix,
     package_key,
 )
+from qa_operator.endpoint_options import async_status
 from qa_operator.errors import INTERNAL_ERROR, OperatorError, RetryableError, TerminalError
 from qa_operator.images import ImageResolver
 from qa_operator.plan import (
@@ -187,6 +188,7 @@ class Reconciler:
         artifacts = self._artifacts(resource, spec, region, outcome)
         desired = desired_state(spec, owner, artifacts, execution_role_arn=role)
         outcome.status.update(modelName=desired.model.name, endpointConfigName=desired.config.name)
+        outcome.status.update(async_status(spec.endpoint, status))
 
         endpoint = sagemaker.describe_endpoint(name, owner)
         needs_prerequisites = endpoint is None or endpoint.config_name != desired.config.name

@@ -70,3 +70,17 @@ def test_name_and_region_rules_cover_setting_and_removing_not_only_changing() ->
         assert rule["message"].startswith(f"endpoint.{field} is immutable")
         assert "x-kubernetes-validations" not in endpoint["properties"][field]
     assert "endpoint" in _version()["schema"]["openAPIV3Schema"]["properties"]["spec"]["required"]
+
+
+def test_serverless_exclusions_and_async_smoke_rule_are_admission_rules() -> None:
+    # What SageMaker refuses for serverless and what the synchronous smoke test cannot ask
+    # are rejected at apply, not found later as a failed CreateEndpointConfig.
+    endpoint = _endpoint_schema()
+    messages = [v["message"] for v in endpoint["x-kubernetes-validations"]]
+    assert any(m.startswith("endpoint.serverless cannot be combined with async") for m in messages)
+    spec = _version()["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    (async_rule,) = spec["x-kubernetes-validations"]
+    assert "has(self.endpoint.async)" in async_rule["rule"]
+    serverless = endpoint["properties"]["serverless"]
+    (provisioned,) = serverless["x-kubernetes-validations"]
+    assert "self.provisionedConcurrency <= self.maxConcurrency" in provisioned["rule"]

@@ -112,6 +112,7 @@ class SageMakerGateway:
                 PrimaryContainer=container,
                 ExecutionRoleArn=model.execution_role_arn,
                 Tags=_tag_list(model.tags),
+                **model.options,
             ),
             lambda: self._client.describe_model(ModelName=model.name)["ModelArn"],
             owner,
@@ -124,6 +125,7 @@ class SageMakerGateway:
                 EndpointConfigName=config.name,
                 ProductionVariants=[production_variant(config)],
                 Tags=_tag_list(config.tags),
+                **config.options,
             ),
             lambda: self._client.describe_endpoint_config(EndpointConfigName=config.name)[
                 "EndpointConfigArn"
