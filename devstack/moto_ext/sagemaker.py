@@ -390,6 +390,9 @@ def install() -> None:
         for name, replacement in _PATCHES.items():
             _patch(name, replacement)
         sagemaker_options.install()
+        from . import sagemaker_capacity  # it builds on this module's transitions
+
+        sagemaker_capacity.install()
         SageMakerModelBackend.update_endpoint = _update_endpoint  # type: ignore[attr-defined]
         SageMakerResponse.update_endpoint = _update_endpoint_response  # type: ignore[attr-defined]
         _INSTALLED = True

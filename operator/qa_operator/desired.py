@@ -178,7 +178,10 @@ def compute_payload(compute: InstanceCompute | ServerlessCompute) -> dict[str, A
         if compute.provisioned_concurrency is not None:
             serverless["provisionedConcurrency"] = compute.provisioned_concurrency
         return {"serverless": serverless}
-    return {"instanceType": compute.instance_type, "instanceCount": compute.instance_count}
+    # The count is capacity, applied in place (capacity.py), not content: hashed as 1 so that a
+    # count change keeps the config, and names made before that (all counts hashed) of
+    # one-instance configs stay the same.
+    return {"instanceType": compute.instance_type, "instanceCount": 1}
 
 
 def production_variant(config: DesiredEndpointConfig) -> dict[str, Any]:

@@ -14,8 +14,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from qa_operator import conditions, smoke
+from qa_operator import capacity, conditions, smoke
 from qa_operator.artifacts import ModelPackager
+from qa_operator.aws.capacity import CapacityGateway
 from qa_operator.aws.runtime import SageMakerRuntimeGateway
 from qa_operator.aws.s3 import PackageStore
 from qa_operator.aws.sagemaker import SageMakerGateway
@@ -197,6 +198,7 @@ class Reconciler:
         plan = plan_reconcile(desired, observed, history)
         if Action.SMOKE_TEST in plan.actions and endpoint is not None:
             plan = self._smoke_test(resource, spec, desired, endpoint, history, region, outcome)
+        plan = self._scale_in_place(plan, spec, endpoint, region, outcome)
         if plan.failure_generation is not None:
             # Recorded before acting: a failed roll back must not make the config look untried.
             outcome.status["lastFailure"] = {
@@ -253,6 +255,27 @@ class Reconciler:
         return smoke.plan_after_smoke(
             desired, endpoint, history, record, self.settings.smoke_test_attempts
         )
+
+    def _scale_in_place(
+        self,
+        plan: Plan,
+        spec: DeploymentSpec,
+        endpoint: ObservedEndpoint | None,
+        region: str,
+        outcome: Outcome,
+    ) -> Plan:
+        """A count that differs from the spec on an endpoint Ready on the desired config is set
+        in place (capacity.py): no new Model or EndpointConfig."""
+        counts = endpoint.variant_counts if endpoint is not None else None
+        change = capacity.capacity_change(spec.endpoint.compute, counts)
+        scaled = capacity.plan_scaling(plan, change, endpoint.name if endpoint else "")
+        if scaled is not plan and endpoint is not None and change is not None:
+            CapacityGateway(self._aws("sagemaker", region)).apply(endpoint.name, change)
+            outcome.events.append(Event("Normal", "ScalingEndpoint", scaled.message))
+        else:
+            change = None
+        outcome.status.update(capacity.desired_instance_count(counts, change))
+        return scaled
 
     def _identity(self, owner: Owner, spec: DeploymentSpec, status: Mapping[str, Any]) -> Identity:
         """The endpoint the spec asks for. Without a region in the spec, the recorded one wins

@@ -77,6 +77,11 @@ class SageMakerGateway:
             failure_reason=found.get("FailureReason") or None,
             tags=tags,
             owned=is_owned_by(tags, owner),
+            variant_counts={
+                v["VariantName"]: v["DesiredInstanceCount"]
+                for v in found.get("ProductionVariants") or ()
+                if "DesiredInstanceCount" in v
+            },
         )
 
     def model_arn(self, name: str) -> str | None:
