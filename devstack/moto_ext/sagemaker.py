@@ -257,7 +257,11 @@ def _add_tags(
 
 
 def _update_endpoint(
-    self: SageMakerModelBackend, endpoint_name: str, endpoint_config_name: str
+    self: SageMakerModelBackend,
+    endpoint_name: str,
+    endpoint_config_name: str,
+    retain_all_variant_properties: bool = False,
+    exclude_retained_variant_properties: list[dict[str, str]] | None = None,
 ) -> str:
     endpoint = self.endpoints.get(endpoint_name)
     if endpoint is None:
@@ -288,10 +292,15 @@ def _update_endpoint(
                 roll_back(start.failure)
                 return
             endpoint.endpoint_config_name = endpoint_config_name
+            before = {v["VariantName"]: v for v in endpoint.production_variants}
             endpoint.production_variants = endpoint._process_production_variants(
                 config.production_variants
             )
-            endpoint.data_capture_config = config.data_capture_config
+            excluded = {p["VariantPropertyType"] for p in exclude_retained_variant_properties or ()}
+            if retain_all_variant_properties:
+                _retain(before, endpoint.production_variants, excluded)
+            if not retain_all_variant_properties or "DataCaptureConfig" in excluded:
+                endpoint.data_capture_config = config.data_capture_config
             _finish(endpoint, "InService", None)
 
         def roll_back(reason: str | None) -> None:
@@ -317,6 +326,28 @@ def _update_endpoint(
     return str(endpoint.arn)
 
 
+RETAINED = {
+    "DesiredInstanceCount": ("DesiredInstanceCount", "CurrentInstanceCount"),
+    "DesiredWeight": ("DesiredWeight", "CurrentWeight"),
+}
+
+
+def _retain(
+    before: dict[str, dict[str, Any]], variants: list[dict[str, Any]], excluded: set[str]
+) -> None:
+    """UpdateEndpoint with RetainAllVariantProperties: a variant that keeps its name keeps its
+    count and weight from before, unless ExcludeRetainedVariantProperties names them."""
+    for variant in variants:
+        old = before.get(variant["VariantName"])
+        if old is None:
+            continue
+        for prop, keys in RETAINED.items():
+            if prop not in excluded:
+                for key in keys:
+                    if old.get(key) is not None:
+                        variant[key] = old[key]
+
+
 _PATCHES: dict[str, Callable[..., Any]] = {
     "create_model": _create_model,
     "create_endpoint_config": _create_endpoint_config,
@@ -333,6 +364,8 @@ def _update_endpoint_response(self: SageMakerResponse) -> ActionResult:
     arn = self.sagemaker_backend.update_endpoint(  # type: ignore[attr-defined]
         endpoint_name=self._get_param("EndpointName"),
         endpoint_config_name=self._get_param("EndpointConfigName"),
+        retain_all_variant_properties=bool(self._get_param("RetainAllVariantProperties", False)),
+        exclude_retained_variant_properties=self._get_param("ExcludeRetainedVariantProperties"),
     )
     return ActionResult({"EndpointArn": arn})
 
@@ -390,9 +423,10 @@ def install() -> None:
         for name, replacement in _PATCHES.items():
             _patch(name, replacement)
         sagemaker_options.install()
-        from . import sagemaker_capacity  # it builds on this module's transitions
+        from . import autoscaling, sagemaker_capacity  # they build on this module
 
         sagemaker_capacity.install()
+        autoscaling.install()
         SageMakerModelBackend.update_endpoint = _update_endpoint  # type: ignore[attr-defined]
         SageMakerResponse.update_endpoint = _update_endpoint_response  # type: ignore[attr-defined]
         _INSTALLED = True

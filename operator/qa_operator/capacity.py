@@ -26,11 +26,12 @@ class CapacityChange:
 
 
 def capacity_change(
-    compute: Compute, variant_counts: Mapping[str, int] | None
+    compute: Compute, variant_counts: Mapping[str, int] | None, *, autoscaled: bool = False
 ) -> CapacityChange | None:
     """The count to set on the endpoint's variant, or None when it already has it, when its
-    counts were not observed, or for serverless (no instances)."""
-    if not isinstance(compute, InstanceCompute) or not variant_counts:
+    counts were not observed, for serverless (no instances), or while autoscaling is on (the
+    autoscaler owns the count; instanceCount was only the initial one)."""
+    if autoscaled or not isinstance(compute, InstanceCompute) or not variant_counts:
         return None
     observed = variant_counts.get(VARIANT_NAME)
     if observed is None or observed == compute.instance_count:

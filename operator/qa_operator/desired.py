@@ -16,7 +16,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from qa_operator.endpoint_options import endpoint_config_options, model_options
+from qa_operator.endpoint_options import (
+    endpoint_config_options,
+    model_options,
+    update_endpoint_options,
+)
 from qa_operator.model.limits import ServingLimits
 from qa_operator.spec import DeploymentSpec, InstanceCompute, MlflowSource, ServerlessCompute
 
@@ -70,6 +74,7 @@ class DesiredEndpoint:
     name: str
     config_name: str
     tags: Mapping[str, str]
+    update_options: Mapping[str, Any] = field(default_factory=dict)  # more UpdateEndpoint ones
 
 
 @dataclass(frozen=True)
@@ -165,7 +170,12 @@ def desired_state(
     return DesiredState(
         model=model,
         config=config,
-        endpoint=DesiredEndpoint(name=endpoint, config_name=config.name, tags=tags),
+        endpoint=DesiredEndpoint(
+            name=endpoint,
+            config_name=config.name,
+            tags=tags,
+            update_options=update_endpoint_options(spec.endpoint),
+        ),
     )
 
 

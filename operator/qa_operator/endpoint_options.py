@@ -85,3 +85,15 @@ def async_status(endpoint: EndpointSettings, recorded: Mapping[str, Any]) -> dic
         return {"asyncInference": None} if recorded.get("asyncInference") else {}
     where = {"outputS3Uri": async_.output_s3_uri, "failureS3Uri": async_.failure_s3_uri}
     return {"asyncInference": where}
+
+
+def update_endpoint_options(endpoint: EndpointSettings) -> dict[str, Any]:
+    """Extra UpdateEndpoint parameters. With autoscaling, a new config must not reset the count
+    the autoscaler chose: the variant's properties are retained (its DesiredInstanceCount and
+    weight), except its data capture settings, which follow the new config (the spec's)."""
+    if endpoint.autoscaling is None:
+        return {}
+    return {
+        "RetainAllVariantProperties": True,
+        "ExcludeRetainedVariantProperties": [{"VariantPropertyType": "DataCaptureConfig"}],
+    }

@@ -102,6 +102,18 @@ class Vpc:
 
 
 @dataclass(frozen=True)
+class Autoscaling:
+    """Application Auto Scaling of the variant's instance count, target tracking on
+    SageMakerVariantInvocationsPerInstance; `instanceCount` is then only the initial count."""
+
+    min_instances: int
+    max_instances: int
+    target_invocations_per_instance: int
+    scale_in_cooldown_seconds: int = 300
+    scale_out_cooldown_seconds: int = 60
+
+
+@dataclass(frozen=True)
 class EndpointSettings:
     compute: Compute
     name: str | None = None
@@ -114,6 +126,7 @@ class EndpointSettings:
     vpc: Vpc | None = None
     kms_key_id: str | None = None
     enable_network_isolation: bool = False
+    autoscaling: Autoscaling | None = None
 
 
 @dataclass(frozen=True)
@@ -253,6 +266,7 @@ def _parse_endpoint(raw: Mapping[str, Any]) -> EndpointSettings:
         vpc=_parse_vpc(raw.get("vpc")),
         kms_key_id=kms_key_id,
         enable_network_isolation=isolation,
+        autoscaling=_parse_autoscaling(raw.get("autoscaling"), compute),
     )
     if isinstance(compute, ServerlessCompute):
         refused = [
@@ -271,6 +285,35 @@ def _parse_endpoint(raw: Mapping[str, Any]) -> EndpointSettings:
                 f"SageMaker's serverless endpoints do not support {', '.join(refused)}",
             )
     return settings
+
+
+def _parse_autoscaling(raw: Any, compute: Compute) -> Autoscaling | None:
+    if raw is None:
+        return None
+    path = "endpoint.autoscaling"
+    if isinstance(compute, ServerlessCompute):
+        raise SpecError(path, "needs instances: serverless endpoints scale by themselves")
+    body = _mapping(raw, path, required=True)
+    for key in ("minInstances", "maxInstances", "targetInvocationsPerInstance"):
+        if key not in body:
+            raise SpecError(f"{path}.{key}", "is required")
+    low = _int(body, "minInstances", 1, 1, 100, path)
+    high = _int(body, "maxInstances", 1, 1, 100, path)
+    if low > high:
+        raise SpecError(f"{path}.maxInstances", "must not be below minInstances")
+    if not low <= compute.instance_count <= high:
+        raise SpecError(
+            "endpoint.instanceCount", "the initial count must lie within the autoscaling range"
+        )
+    return Autoscaling(
+        min_instances=low,
+        max_instances=high,
+        target_invocations_per_instance=_int(
+            body, "targetInvocationsPerInstance", 1, 1, 1_000_000, path
+        ),
+        scale_in_cooldown_seconds=_int(body, "scaleInCooldownSeconds", 300, 0, 86_400, path),
+        scale_out_cooldown_seconds=_int(body, "scaleOutCooldownSeconds", 60, 0, 86_400, path),
+    )
 
 
 def _parse_async(raw: Any) -> AsyncInference | None:

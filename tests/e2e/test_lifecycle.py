@@ -89,8 +89,8 @@ def test_a_new_instance_type_makes_a_new_config_and_deletes_the_old_one_once_in_
     old_config = first["status"]["endpointConfigName"]
     aws.set_endpoint_lifecycle(updating_describes=3)
 
-    # A count change alone is applied in place (test_capacity.py); with a new type it is a new
-    # config, created with the new count.
+    # A count change alone is applied in place (test_capacity_in_place.py); with a new type it
+    # is a new config, created with the new count.
     resized = {"instanceType": "ml.m5.xlarge", "instanceCount": 2}
     apply(kube_cluster, namespace, deployment("scale", s3_model_uri, endpoint=resized))
     wait_for(

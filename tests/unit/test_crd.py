@@ -84,3 +84,13 @@ def test_serverless_exclusions_and_async_smoke_rule_are_admission_rules() -> Non
     serverless = endpoint["properties"]["serverless"]
     (provisioned,) = serverless["x-kubernetes-validations"]
     assert "self.provisionedConcurrency <= self.maxConcurrency" in provisioned["rule"]
+
+
+def test_autoscaling_range_and_initial_count_are_admission_rules() -> None:
+    endpoint = _endpoint_schema()
+    rules = " ".join(v["rule"] for v in endpoint["x-kubernetes-validations"])
+    assert "self.autoscaling.minInstances" in rules and "self.autoscaling.maxInstances" in rules
+    scaling = endpoint["properties"]["autoscaling"]
+    assert scaling["required"] == ["minInstances", "maxInstances", "targetInvocationsPerInstance"]
+    (range_rule,) = scaling["x-kubernetes-validations"]
+    assert range_rule["rule"] == "self.minInstances <= self.maxInstances"

@@ -169,10 +169,12 @@ class SageMakerGateway:
                     f"{operation}: {arn} already exists and is not managed by this resource",
                 ) from exc
 
-    def update_endpoint(self, name: str, config_name: str) -> None:
+    def update_endpoint(self, name: str, config_name: str, **options: Any) -> None:
         aws_call(
             "UpdateEndpoint",
-            lambda: self._client.update_endpoint(EndpointName=name, EndpointConfigName=config_name),
+            lambda: self._client.update_endpoint(
+                EndpointName=name, EndpointConfigName=config_name, **options
+            ),
         )
 
     def delete_endpoint(self, name: str) -> None:

@@ -191,6 +191,31 @@ REJECTED = [
         "spec.endpoint.vpc.subnets[0]",
     ),
     (
+        "autoscaling min above max",
+        _invalid(
+            **ON_INSTANCES,
+            autoscaling={"minInstances": 3, "maxInstances": 2, "targetInvocationsPerInstance": 9},
+        ),
+        "maxInstances must not be below minInstances",
+    ),
+    (
+        "initial count outside the autoscaling range",
+        _invalid(
+            **ON_INSTANCES,
+            instanceCount=5,
+            autoscaling={"minInstances": 1, "maxInstances": 4, "targetInvocationsPerInstance": 9},
+        ),
+        "instanceCount (the initial count, default 1) within minInstances..maxInstances",
+    ),
+    (
+        "autoscaling serverless",
+        _invalid(
+            serverless=SERVERLESS,
+            autoscaling={"minInstances": 1, "maxInstances": 4, "targetInvocationsPerInstance": 9},
+        ),
+        "endpoint.autoscaling needs instanceType",
+    ),
+    (
         "topic not sns",
         _invalid(
             **ON_INSTANCES,
