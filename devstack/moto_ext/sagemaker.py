@@ -42,7 +42,7 @@ from moto.sagemaker.models import FakeEndpoint, SageMakerModelBackend, sagemaker
 from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemaker.utils import arn_formatter
 
-from . import sagemaker_options
+from . import deployment, sagemaker_options
 from .controls import CONTROLS, Phase
 from .runtime import EndpointRuntime, Start, VariantSpec
 
@@ -262,6 +262,7 @@ def _update_endpoint(
     endpoint_config_name: str,
     retain_all_variant_properties: bool = False,
     exclude_retained_variant_properties: list[dict[str, str]] | None = None,
+    deployment_config: dict[str, Any] | None = None,
 ) -> str:
     endpoint = self.endpoints.get(endpoint_name)
     if endpoint is None:
@@ -271,6 +272,7 @@ def _update_endpoint(
     if config is None:
         arn = _arn(self, "endpoint-config", endpoint_config_name)
         raise ValidationError(message=f'Could not find endpoint configuration "{arn}".')
+    deployment.check(deployment_config, config.production_variants)
     _advance(endpoint, described=False)
     with CONTROLS.lock:
         if endpoint.endpoint_status == "Failed":
@@ -280,6 +282,9 @@ def _update_endpoint(
         if endpoint.endpoint_status != "InService":
             raise ValidationError(message=f'Cannot update in-progress endpoint "{endpoint.arn}".')
         failure = CONTROLS.take_update_failure(endpoint_name)
+        failure = failure or deployment.alarm_failure(deployment_config)
+        if deployment_config:
+            endpoint.last_deployment_config = deployment_config  # type: ignore[attr-defined]
         phase = CONTROLS.lifecycle.updating
         endpoint.failure_reason = None
         runtime = CONTROLS.runtime
@@ -366,6 +371,7 @@ def _update_endpoint_response(self: SageMakerResponse) -> ActionResult:
         endpoint_config_name=self._get_param("EndpointConfigName"),
         retain_all_variant_properties=bool(self._get_param("RetainAllVariantProperties", False)),
         exclude_retained_variant_properties=self._get_param("ExcludeRetainedVariantProperties"),
+        deployment_config=self._get_param("DeploymentConfig"),
     )
     return ActionResult({"EndpointArn": arn})
 
@@ -436,3 +442,4 @@ def reset() -> None:
     """Forget every in-flight transition (moto's own state is reset separately)."""
     with CONTROLS.lock:
         _transitions.clear()
+    deployment.reset()

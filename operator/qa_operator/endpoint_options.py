@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from qa_operator.rollout import deployment_config
 from qa_operator.spec import EndpointSettings
 
 
@@ -88,12 +89,12 @@ def async_status(endpoint: EndpointSettings, recorded: Mapping[str, Any]) -> dic
 
 
 def update_endpoint_options(endpoint: EndpointSettings) -> dict[str, Any]:
-    """Extra UpdateEndpoint parameters. With autoscaling, a new config must not reset the count
-    the autoscaler chose: the variant's properties are retained (its DesiredInstanceCount and
-    weight), except its data capture settings, which follow the new config (the spec's)."""
-    if endpoint.autoscaling is None:
-        return {}
-    return {
-        "RetainAllVariantProperties": True,
-        "ExcludeRetainedVariantProperties": [{"VariantPropertyType": "DataCaptureConfig"}],
-    }
+    """Extra UpdateEndpoint parameters: the DeploymentConfig (rollout.py). With autoscaling, a
+    new config must not reset the count the autoscaler chose: the variant's properties are
+    retained (its DesiredInstanceCount and weight), except its data capture settings, which
+    follow the new config (the spec's)."""
+    options = deployment_config(endpoint.deployment)
+    if endpoint.autoscaling is not None:
+        options["RetainAllVariantProperties"] = True
+        options["ExcludeRetainedVariantProperties"] = [{"VariantPropertyType": "DataCaptureConfig"}]
+    return options

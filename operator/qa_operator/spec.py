@@ -113,6 +113,28 @@ class Autoscaling:
     scale_out_cooldown_seconds: int = 60
 
 
+DeploymentStrategy = Literal["AllAtOnce", "Canary", "Linear", "Rolling"]
+ALARM_NAME = re.compile(r"^[^\x00-\x1f]{1,255}$")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """How UpdateEndpoint shifts traffic to a new config (its DeploymentConfig). `step_percent` is
+    the canary's size, the linear step or the rolling batch, as a percentage of capacity."""
+
+    strategy: DeploymentStrategy
+    step_percent: int | None = None
+    wait_seconds: int = 0
+    rollback_batch_percent: int | None = None  # Rolling only
+    termination_wait_seconds: int | None = None
+    rollback_alarms: tuple[str, ...] = ()
+
+
+# Percent ranges of the DeploymentConfig's CAPACITY_PERCENT sizes, per strategy's block.
+STEP_PERCENT = {"canary": ("percent", 1, 50), "linear": ("stepPercent", 10, 50),
+                "rolling": ("batchPercent", 5, 50)}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class EndpointSettings:
     compute: Compute
@@ -127,6 +149,7 @@ class EndpointSettings:
     kms_key_id: str | None = None
     enable_network_isolation: bool = False
     autoscaling: Autoscaling | None = None
+    deployment: Deployment | None = None
 
 
 @dataclass(frozen=True)
@@ -267,6 +290,7 @@ def _parse_endpoint(raw: Mapping[str, Any]) -> EndpointSettings:
         kms_key_id=kms_key_id,
         enable_network_isolation=isolation,
         autoscaling=_parse_autoscaling(raw.get("autoscaling"), compute),
+        deployment=_parse_deployment(raw.get("deployment"), compute),
     )
     if isinstance(compute, ServerlessCompute):
         refused = [
@@ -313,6 +337,54 @@ def _parse_autoscaling(raw: Any, compute: Compute) -> Autoscaling | None:
         ),
         scale_in_cooldown_seconds=_int(body, "scaleInCooldownSeconds", 300, 0, 86_400, path),
         scale_out_cooldown_seconds=_int(body, "scaleOutCooldownSeconds", 60, 0, 86_400, path),
+    )
+
+
+def _parse_deployment(raw: Any, compute: Compute) -> Deployment | None:
+    if raw is None:
+        return None
+    path = "endpoint.deployment"
+    body = _mapping(raw, path, required=True)
+    strategy = body.get("strategy")
+    if strategy not in ("AllAtOnce", "Canary", "Linear", "Rolling"):
+        raise SpecError(f"{path}.strategy", "must be AllAtOnce, Canary, Linear or Rolling")
+    block = strategy.lower()
+    for other in STEP_PERCENT:
+        if other != block and body.get(other) is not None:
+            raise SpecError(f"{path}.{other}", f"applies only to strategy {other.capitalize()}")
+    if strategy == "Rolling" and isinstance(compute, ServerlessCompute):
+        raise SpecError(
+            f"{path}.strategy", "Rolling needs instances (SageMaker refuses it for serverless)"
+        )
+    step = rollback = None
+    wait = 0
+    if block in STEP_PERCENT:
+        settings = _mapping(body.get(block), f"{path}.{block}", required=True)
+        key, low, high = STEP_PERCENT[block]
+        if key not in settings:
+            raise SpecError(f"{path}.{block}.{key}", "is required")
+        step = _int(settings, key, low, low, high, f"{path}.{block}")
+        wait = _int(settings, "waitSeconds", 0, 0, 3600, f"{path}.{block}")
+        if block == "rolling" and settings.get("rollbackBatchPercent") is not None:
+            rollback = _int(settings, "rollbackBatchPercent", 100, 1, 100, f"{path}.rolling")
+    termination = body.get("terminationWaitSeconds")
+    if termination is not None:
+        if strategy == "Rolling":
+            raise SpecError(f"{path}.terminationWaitSeconds", "applies to blue/green strategies")
+        termination = _int(body, "terminationWaitSeconds", 0, 0, 3600, path)
+    alarms = body.get("rollbackAlarms") or []
+    if not isinstance(alarms, list) or len(alarms) > 10:
+        raise SpecError(f"{path}.rollbackAlarms", "must list at most 10 CloudWatch alarm names")
+    for alarm in alarms:
+        if not isinstance(alarm, str) or not ALARM_NAME.match(alarm):
+            raise SpecError(f"{path}.rollbackAlarms", f"{alarm!r} is not a CloudWatch alarm name")
+    return Deployment(
+        strategy=strategy,
+        step_percent=step,
+        wait_seconds=wait,
+        rollback_batch_percent=rollback,
+        termination_wait_seconds=termination,
+        rollback_alarms=tuple(alarms),
     )
 
 

@@ -94,3 +94,16 @@ def test_autoscaling_range_and_initial_count_are_admission_rules() -> None:
     assert scaling["required"] == ["minInstances", "maxInstances", "targetInvocationsPerInstance"]
     (range_rule,) = scaling["x-kubernetes-validations"]
     assert range_rule["rule"] == "self.minInstances <= self.maxInstances"
+
+
+def test_deployment_strategies_and_their_blocks_are_admission_rules() -> None:
+    endpoint = _endpoint_schema()
+    deployment = endpoint["properties"]["deployment"]
+    strategies = ["AllAtOnce", "Canary", "Linear", "Rolling"]
+    assert deployment["properties"]["strategy"]["enum"] == strategies
+    messages = [v["message"] for v in deployment["x-kubernetes-validations"]]
+    for block in ("canary", "linear", "rolling"):
+        strategy = block.capitalize()
+        assert f"endpoint.deployment.{block} is required with strategy {strategy}" in messages
+    rules = [v["rule"] for v in endpoint["x-kubernetes-validations"]]
+    assert any("self.deployment.strategy != 'Rolling' || !has(self.serverless)" in r for r in rules)
