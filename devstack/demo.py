@@ -476,8 +476,15 @@ class Demo:
             lambda o: o is not None and current(o, "Ready"),
         )
         self._describe_ready(obj)
-        after = (obj or {}).get("status", {}).get("endpointConfigName")
-        say(f"  endpoint config {before} -> {after} (one UpdateEndpoint; the old one deleted)")
+        status = (obj or {}).get("status", {})
+        after = status.get("endpointConfigName")
+        if after == before:
+            say(
+                f"  endpoint config {after} kept: {status.get('desiredInstanceCount')} instances "
+                "set in place (UpdateEndpointWeightsAndCapacities)"
+            )
+        else:
+            say(f"  endpoint config {before} -> {after} (one UpdateEndpoint; the old one deleted)")
         self._ask([HELD_OUT[-1][0]])
 
     def _delete(self) -> None:

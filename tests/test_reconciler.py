@@ -220,10 +220,12 @@ def _with_registry(harness: Harness, endpoint: str, base: str) -> Reconciler:
     return Reconciler(settings, AwsClients(max_attempts=1).client)
 
 
-def test_scaling_deletes_the_superseded_config_once_in_service(harness: Harness, aws: Any) -> None:
+def test_a_new_config_deletes_the_superseded_one_once_in_service(
+    harness: Harness, aws: Any
+) -> None:
     harness.converge()
     old_config = harness.status["endpointConfigName"]
-    harness.change(endpoint={"instanceType": "ml.m5.large", "instanceCount": 2})
+    harness.change(endpoint={"instanceType": "ml.m5.xlarge", "instanceCount": 2})
     harness.converge()
     sm = aws.client("sagemaker")
     configs = [c["EndpointConfigName"] for c in sm.list_endpoint_configs()["EndpointConfigs"]]
@@ -277,7 +279,7 @@ def test_superseded_resources_are_looked_for_once_per_change_not_on_every_resync
     assert _cleanup_lookups(aws) == before
     assert harness.status["phase"] == "Ready"
 
-    harness.change(endpoint={"instanceType": "ml.m5.large", "instanceCount": 2})
+    harness.change(endpoint={"instanceType": "ml.m5.xlarge", "instanceCount": 2})
     harness.converge()
 
     new_config = harness.status["endpointConfigName"]
@@ -294,7 +296,7 @@ def test_reverting_after_a_rolled_back_update_deletes_the_failed_config(
     harness.converge()
     working = harness.status["endpointConfigName"]
     aws.fail_next_endpoint_update(ENDPOINT, "The primary container failed ping health checks")
-    harness.change(endpoint={"instanceType": "ml.m5.large", "instanceCount": 2})
+    harness.change(endpoint={"instanceType": "ml.m5.xlarge", "instanceCount": 2})
     harness.converge()
     assert harness.status["phase"] == "Degraded", harness.status
     assert harness.condition("Degraded")["reason"] == "UpdateRolledBack"
@@ -489,7 +491,7 @@ def test_a_terminal_failure_posts_one_warning_per_generation(harness: Harness) -
     assert harness.condition("Degraded")["reason"] == "NoServingImage"
     assert harness.events.count("NoServingImage") == 1, harness.events
 
-    harness.change(endpoint={"instanceType": "ml.m5.large", "instanceCount": 2})
+    harness.change(endpoint={"instanceType": "ml.m5.xlarge", "instanceCount": 2})
     harness.reconcile()
     harness.reconcile()
     assert harness.events.count("NoServingImage") == 2, "a new spec that fails again posts again"
@@ -508,7 +510,7 @@ def test_an_unexpected_exception_is_reported_as_internal_error_and_retried_with_
         poll_max_seconds=60,
     )
     harness.reconciler = Reconciler(settings, AwsClients(max_attempts=1).client, jitter=lambda: 0.5)
-    harness.change(endpoint={"instanceType": "ml.m5.large", "instanceCount": 2})
+    harness.change(endpoint={"instanceType": "ml.m5.xlarge", "instanceCount": 2})
 
     delays = []
     for attempt in range(3):
@@ -622,7 +624,7 @@ def test_a_tag_removed_in_the_same_change_as_an_update_leaves_the_endpoint(
     aws.set_endpoint_lifecycle(updating_describes=2)
 
     harness.change(
-        endpoint={"instanceType": "ml.m5.large", "instanceCount": 2, "tags": {"team": "search"}}
+        endpoint={"instanceType": "ml.m5.xlarge", "instanceCount": 2, "tags": {"team": "search"}}
     )
     harness.reconcile()
     assert harness.status["endpointStatus"] == "Updating"

@@ -44,7 +44,7 @@ from moto.sagemaker.models import FakeEndpoint, SageMakerModelBackend, sagemaker
 from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemaker.utils import arn_formatter
 
-from . import listing
+from . import deployment, listing, sagemaker_options
 from .controls import CONTROLS, Phase
 from .runtime import EndpointRuntime, Start, VariantSpec
 
@@ -265,7 +265,12 @@ def _add_tags(
 
 
 def _update_endpoint(
-    self: SageMakerModelBackend, endpoint_name: str, endpoint_config_name: str
+    self: SageMakerModelBackend,
+    endpoint_name: str,
+    endpoint_config_name: str,
+    retain_all_variant_properties: bool = False,
+    exclude_retained_variant_properties: list[dict[str, str]] | None = None,
+    deployment_config: dict[str, Any] | None = None,
 ) -> str:
     endpoint = self.endpoints.get(endpoint_name)
     if endpoint is None:
@@ -275,6 +280,7 @@ def _update_endpoint(
     if config is None:
         arn = _arn(self, "endpoint-config", endpoint_config_name)
         raise ValidationError(message=f'Could not find endpoint configuration "{arn}".')
+    deployment.check(deployment_config, config.production_variants)
     _advance(endpoint, described=False)
     with CONTROLS.lock:
         if endpoint.endpoint_status == "Failed":
@@ -284,6 +290,9 @@ def _update_endpoint(
         if endpoint.endpoint_status != "InService":
             raise ValidationError(message=f'Cannot update in-progress endpoint "{endpoint.arn}".')
         failure = CONTROLS.take_update_failure(endpoint_name)
+        failure = failure or deployment.alarm_failure(deployment_config)
+        if deployment_config:
+            endpoint.last_deployment_config = deployment_config  # type: ignore[attr-defined]
         phase = CONTROLS.lifecycle.updating
         endpoint.failure_reason = None
         runtime = CONTROLS.runtime
@@ -296,10 +305,15 @@ def _update_endpoint(
                 roll_back(start.failure)
                 return
             endpoint.endpoint_config_name = endpoint_config_name
+            before = {v["VariantName"]: v for v in endpoint.production_variants}
             endpoint.production_variants = endpoint._process_production_variants(
                 config.production_variants
             )
-            endpoint.data_capture_config = config.data_capture_config
+            excluded = {p["VariantPropertyType"] for p in exclude_retained_variant_properties or ()}
+            if retain_all_variant_properties:
+                _retain(before, endpoint.production_variants, excluded)
+            if not retain_all_variant_properties or "DataCaptureConfig" in excluded:
+                endpoint.data_capture_config = config.data_capture_config
             _finish(endpoint, "InService", None)
 
         def roll_back(reason: str | None) -> None:
@@ -325,6 +339,28 @@ def _update_endpoint(
     return str(endpoint.arn)
 
 
+RETAINED = {
+    "DesiredInstanceCount": ("DesiredInstanceCount", "CurrentInstanceCount"),
+    "DesiredWeight": ("DesiredWeight", "CurrentWeight"),
+}
+
+
+def _retain(
+    before: dict[str, dict[str, Any]], variants: list[dict[str, Any]], excluded: set[str]
+) -> None:
+    """UpdateEndpoint with RetainAllVariantProperties: a variant that keeps its name keeps its
+    count and weight from before, unless ExcludeRetainedVariantProperties names them."""
+    for variant in variants:
+        old = before.get(variant["VariantName"])
+        if old is None:
+            continue
+        for prop, keys in RETAINED.items():
+            if prop not in excluded:
+                for key in keys:
+                    if old.get(key) is not None:
+                        variant[key] = old[key]
+
+
 _PATCHES: dict[str, Callable[..., Any]] = {
     "create_model": _create_model,
     "create_endpoint_config": _create_endpoint_config,
@@ -342,6 +378,9 @@ def _update_endpoint_response(self: SageMakerResponse) -> ActionResult:
     arn = self.sagemaker_backend.update_endpoint(  # type: ignore[attr-defined]
         endpoint_name=self._get_param("EndpointName"),
         endpoint_config_name=self._get_param("EndpointConfigName"),
+        retain_all_variant_properties=bool(self._get_param("RetainAllVariantProperties", False)),
+        exclude_retained_variant_properties=self._get_param("ExcludeRetainedVariantProperties"),
+        deployment_config=self._get_param("DeploymentConfig"),
     )
     return ActionResult({"EndpointArn": arn})
 
@@ -398,6 +437,11 @@ def install() -> None:
             return
         for name, replacement in _PATCHES.items():
             _patch(name, replacement)
+        sagemaker_options.install()
+        from . import autoscaling, sagemaker_capacity  # they build on this module
+
+        sagemaker_capacity.install()
+        autoscaling.install()
         SageMakerModelBackend.update_endpoint = _update_endpoint  # type: ignore[attr-defined]
         SageMakerResponse.update_endpoint = _update_endpoint_response  # type: ignore[attr-defined]
         SageMakerResponse.list_models = listing.list_models_response  # type: ignore[method-assign]
@@ -408,3 +452,4 @@ def reset() -> None:
     """Forget every in-flight transition (moto's own state is reset separately)."""
     with CONTROLS.lock:
         _transitions.clear()
+    deployment.reset()

@@ -13,9 +13,14 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from qa_operator.endpoint_options import (
+    endpoint_config_options,
+    model_options,
+    update_endpoint_options,
+)
 from qa_operator.model.limits import ServingLimits
 from qa_operator.spec import DeploymentSpec, InstanceCompute, MlflowSource, ServerlessCompute
 
@@ -52,6 +57,7 @@ class DesiredModel:
     environment: Mapping[str, str]
     execution_role_arn: str
     tags: Mapping[str, str]
+    options: Mapping[str, Any] = field(default_factory=dict)  # more CreateModel parameters
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,7 @@ class DesiredEndpointConfig:
     model_name: str
     compute: InstanceCompute | ServerlessCompute
     tags: Mapping[str, str]
+    options: Mapping[str, Any] = field(default_factory=dict)  # more CreateEndpointConfig ones
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,7 @@ class DesiredEndpoint:
     name: str
     config_name: str
     tags: Mapping[str, str]
+    update_options: Mapping[str, Any] = field(default_factory=dict)  # more UpdateEndpoint ones
 
 
 @dataclass(frozen=True)
@@ -136,6 +144,9 @@ def desired_state(
         "environment": environment,
         "role": execution_role_arn,
     }
+    # Options join the content only when set, so names without them stay what they were.
+    if extra_model := model_options(spec.endpoint):
+        model_content["options"] = extra_model
     model = DesiredModel(
         name=content_name(endpoint, owner, model_content),
         image_uri=artifacts.image_uri,
@@ -143,32 +154,44 @@ def desired_state(
         environment=environment,
         execution_role_arn=execution_role_arn,
         tags=tags,
+        options=extra_model,
     )
     compute = spec.endpoint.compute
+    config_content: dict[str, Any] = {"model": model.name, "compute": compute_payload(compute)}
+    if extra_config := endpoint_config_options(spec.endpoint):
+        config_content["options"] = extra_config
     config = DesiredEndpointConfig(
-        name=content_name(
-            endpoint, owner, {"model": model.name, "compute": compute_payload(compute)}
-        ),
+        name=content_name(endpoint, owner, config_content),
         model_name=model.name,
         compute=compute,
         tags=tags,
+        options=extra_config,
     )
     return DesiredState(
         model=model,
         config=config,
-        endpoint=DesiredEndpoint(name=endpoint, config_name=config.name, tags=tags),
+        endpoint=DesiredEndpoint(
+            name=endpoint,
+            config_name=config.name,
+            tags=tags,
+            update_options=update_endpoint_options(spec.endpoint),
+        ),
     )
 
 
 def compute_payload(compute: InstanceCompute | ServerlessCompute) -> dict[str, Any]:
     if isinstance(compute, ServerlessCompute):
-        return {
-            "serverless": {
-                "memorySizeInMB": compute.memory_size_mb,
-                "maxConcurrency": compute.max_concurrency,
-            }
+        serverless: dict[str, Any] = {
+            "memorySizeInMB": compute.memory_size_mb,
+            "maxConcurrency": compute.max_concurrency,
         }
-    return {"instanceType": compute.instance_type, "instanceCount": compute.instance_count}
+        if compute.provisioned_concurrency is not None:
+            serverless["provisionedConcurrency"] = compute.provisioned_concurrency
+        return {"serverless": serverless}
+    # The count is capacity, applied in place (capacity.py), not content: hashed as 1 so that a
+    # count change keeps the config, and names made before that (all counts hashed) of
+    # one-instance configs stay the same.
+    return {"instanceType": compute.instance_type, "instanceCount": 1}
 
 
 def production_variant(config: DesiredEndpointConfig) -> dict[str, Any]:
@@ -179,6 +202,10 @@ def production_variant(config: DesiredEndpointConfig) -> dict[str, Any]:
             "MemorySizeInMB": config.compute.memory_size_mb,
             "MaxConcurrency": config.compute.max_concurrency,
         }
+        if config.compute.provisioned_concurrency is not None:
+            variant["ServerlessConfig"]["ProvisionedConcurrency"] = (
+                config.compute.provisioned_concurrency
+            )
     else:
         variant["InstanceType"] = config.compute.instance_type
         variant["InitialInstanceCount"] = config.compute.instance_count

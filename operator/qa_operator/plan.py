@@ -69,6 +69,8 @@ class ObservedEndpoint:
     failure_reason: str | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
     owned: bool = True
+    # DesiredInstanceCount per production variant (capacity.py); None when not observed.
+    variant_counts: Mapping[str, int] | None = None
 
 
 @dataclass(frozen=True)

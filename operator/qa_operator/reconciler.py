@@ -14,8 +14,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from qa_operator import conditions, smoke
+from qa_operator import autoscaling, capacity, conditions, smoke
 from qa_operator.artifacts import ModelPackager
+from qa_operator.aws.autoscaling import AutoscalingGateway
+from qa_operator.aws.capacity import CapacityGateway
 from qa_operator.aws.observation import Observations
 from qa_operator.aws.runtime import SageMakerRuntimeGateway
 from qa_operator.aws.s3 import PackageStore
@@ -32,6 +34,7 @@ from qa_operator.desired import (
     owner_prefix,
     package_key,
 )
+from qa_operator.endpoint_options import async_status
 from qa_operator.errors import INTERNAL_ERROR, OperatorError, RetryableError, TerminalError
 from qa_operator.images import ImageResolver
 from qa_operator.plan import (
@@ -208,6 +211,7 @@ class Reconciler:
         artifacts = self._artifacts(resource, spec, region, outcome)
         desired = desired_state(spec, owner, artifacts, execution_role_arn=role)
         outcome.status.update(modelName=desired.model.name, endpointConfigName=desired.config.name)
+        outcome.status.update(async_status(spec.endpoint, status))
 
         endpoint = sagemaker.observe_endpoint(name, owner, changing=not resync)
         needs_prerequisites = endpoint is None or endpoint.config_name != desired.config.name
@@ -216,6 +220,8 @@ class Reconciler:
         plan = plan_reconcile(desired, observed, history)
         if Action.SMOKE_TEST in plan.actions and endpoint is not None:
             plan = self._smoke_test(resource, spec, desired, endpoint, history, region, outcome)
+        plan = self._scale_in_place(plan, spec, endpoint, region, outcome)
+        self._sync_autoscaling(plan, spec, name, region, status, outcome)
         if plan.failure_generation is not None:
             # Recorded before acting: a failed roll back must not make the config look untried.
             outcome.status["lastFailure"] = {
@@ -272,6 +278,62 @@ class Reconciler:
         return smoke.plan_after_smoke(
             desired, endpoint, history, record, self.settings.smoke_test_attempts
         )
+
+    def _scale_in_place(
+        self,
+        plan: Plan,
+        spec: DeploymentSpec,
+        endpoint: ObservedEndpoint | None,
+        region: str,
+        outcome: Outcome,
+    ) -> Plan:
+        """A count that differs from the spec on an endpoint Ready on the desired config is set
+        in place (capacity.py): no new Model or EndpointConfig."""
+        counts = endpoint.variant_counts if endpoint is not None else None
+        change = capacity.capacity_change(
+            spec.endpoint.compute, counts, autoscaled=spec.endpoint.autoscaling is not None
+        )
+        scaled = capacity.plan_scaling(plan, change, endpoint.name if endpoint else "")
+        if scaled is not plan and endpoint is not None and change is not None:
+            with self._sagemaker(region).writing_endpoint(endpoint.name):
+                CapacityGateway(self._aws("sagemaker", region)).apply(endpoint.name, change)
+            outcome.events.append(Event("Normal", "ScalingEndpoint", scaled.message))
+        else:
+            change = None
+        outcome.status.update(capacity.desired_instance_count(counts, change))
+        return scaled
+
+    def _sync_autoscaling(
+        self,
+        plan: Plan,
+        spec: DeploymentSpec,
+        name: str,
+        region: str,
+        status: Mapping[str, Any],
+        outcome: Outcome,
+    ) -> None:
+        """Application Auto Scaling as the spec wants it (autoscaling.py), on an endpoint that
+        serves the desired config: registered, its policy put, drift repaired, or deregistered."""
+        desired = autoscaling.desired_scaling(name, spec.endpoint.autoscaling)
+        recorded = bool(status.get("autoscaling"))
+        if (desired is None and not recorded) or plan.state not in (
+            State.READY,
+            State.SERVING_BUSY,
+        ):
+            return
+        gateway = AutoscalingGateway(self._aws("application-autoscaling", region))
+        observed = gateway.observe(autoscaling.resource_id(name))
+        for action in autoscaling.plan_scaling_sync(desired, observed, recorded=recorded):
+            if action is autoscaling.ScalingAction.REGISTER and desired is not None:
+                gateway.register(desired)
+            elif action is autoscaling.ScalingAction.PUT_POLICY and desired is not None:
+                gateway.put_policy(desired)
+            elif action is autoscaling.ScalingAction.DEREGISTER:
+                gateway.deregister(autoscaling.resource_id(name))
+            outcome.events.append(
+                Event("Normal", action.value, f"{action.value} for endpoint {name}")
+            )
+        outcome.status.update(autoscaling.scaling_status(desired, recorded))
 
     def _identity(self, owner: Owner, spec: DeploymentSpec, status: Mapping[str, Any]) -> Identity:
         """The endpoint the spec asks for. Without a region in the spec, the recorded one wins
@@ -401,7 +463,9 @@ class Reconciler:
                 note("CreatingEndpoint", plan.message)
             elif action is Action.UPDATE_ENDPOINT:
                 outcome.status["lastAttempt"] = _attempt(desired, generation)
-                sagemaker.update_endpoint(desired.endpoint.name, desired.config.name)
+                sagemaker.update_endpoint(
+                    desired.endpoint.name, desired.config.name, **desired.endpoint.update_options
+                )
                 note("UpdatingEndpoint", plan.message)
             elif action is Action.ROLL_BACK and history.last_known_good is not None:
                 sagemaker.update_endpoint(desired.endpoint.name, history.last_known_good)
@@ -578,6 +642,10 @@ class Reconciler:
         plan = plan_delete(sagemaker.describe_endpoint(name, owner))
         step.append(plan.message)
         if Action.DELETE_ENDPOINT in plan.actions:
+            # Its autoscaling first: a scalable target must not outlive the variant it scales.
+            if status.get("autoscaling"):
+                gateway = AutoscalingGateway(self._aws("application-autoscaling", region))
+                gateway.deregister(autoscaling.resource_id(name))
             sagemaker.delete_endpoint(name)
             outcome.events.append(Event("Normal", "DeletingEndpoint", plan.message))
         if plan.state is State.DELETING:

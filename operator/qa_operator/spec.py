@@ -22,6 +22,10 @@ S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
 ENV_KEY = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,1023}$")
 RESERVED_TAG_PREFIXES = ("aws:", "qaoperator.io/")
 SERVERLESS_MEMORY_SIZES = (1024, 2048, 3072, 4096, 5120, 6144)
+SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]{1,256}$")
+KMS_KEY = re.compile(r"^[\w:/=+.@-]{1,2048}$")
+SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{1,24}$")
+SECURITY_GROUP_ID = re.compile(r"^sg-[0-9a-f]{1,24}$")
 
 
 class SpecError(ValueError):
@@ -63,9 +67,72 @@ class InstanceCompute:
 class ServerlessCompute:
     memory_size_mb: int
     max_concurrency: int
+    provisioned_concurrency: int | None = None  # warm capacity, at most max_concurrency
 
 
 Compute = InstanceCompute | ServerlessCompute
+
+
+@dataclass(frozen=True)
+class AsyncInference:
+    """Asynchronous inference: requests are queued, answers written to S3."""
+
+    output_s3_uri: str
+    failure_s3_uri: str | None = None
+    max_concurrent_invocations_per_instance: int | None = None
+    sns_success_topic: str | None = None
+    sns_error_topic: str | None = None
+
+
+@dataclass(frozen=True)
+class DataCapture:
+    """Requests and/or answers written to S3 for audits."""
+
+    destination_s3_uri: str
+    sampling_percent: int = 100
+    capture_request: bool = True
+    capture_response: bool = True
+    kms_key_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Vpc:
+    subnets: tuple[str, ...]
+    security_groups: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Autoscaling:
+    """Application Auto Scaling of the variant's instance count, target tracking on
+    SageMakerVariantInvocationsPerInstance; `instanceCount` is then only the initial count."""
+
+    min_instances: int
+    max_instances: int
+    target_invocations_per_instance: int
+    scale_in_cooldown_seconds: int = 300
+    scale_out_cooldown_seconds: int = 60
+
+
+DeploymentStrategy = Literal["AllAtOnce", "Canary", "Linear", "Rolling"]
+ALARM_NAME = re.compile(r"^[^\x00-\x1f]{1,255}$")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """How UpdateEndpoint shifts traffic to a new config (its DeploymentConfig). `step_percent` is
+    the canary's size, the linear step or the rolling batch, as a percentage of capacity."""
+
+    strategy: DeploymentStrategy
+    step_percent: int | None = None
+    wait_seconds: int = 0
+    rollback_batch_percent: int | None = None  # Rolling only
+    termination_wait_seconds: int | None = None
+    rollback_alarms: tuple[str, ...] = ()
+
+
+# Percent ranges of the DeploymentConfig's CAPACITY_PERCENT sizes, per strategy's block.
+STEP_PERCENT = {"canary": ("percent", 1, 50), "linear": ("stepPercent", 10, 50),
+                "rolling": ("batchPercent", 5, 50)}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -76,6 +143,13 @@ class EndpointSettings:
     execution_role_arn: str | None = None
     environment: Mapping[str, str] = field(default_factory=dict)
     tags: Mapping[str, str] = field(default_factory=dict)
+    async_inference: AsyncInference | None = None
+    data_capture: DataCapture | None = None
+    vpc: Vpc | None = None
+    kms_key_id: str | None = None
+    enable_network_isolation: bool = False
+    autoscaling: Autoscaling | None = None
+    deployment: Deployment | None = None
 
 
 @dataclass(frozen=True)
@@ -121,7 +195,7 @@ def parse_spec(raw: Mapping[str, Any]) -> DeploymentSpec:
     policy = raw.get("deletionPolicy", "Delete")
     if policy not in ("Delete", "Retain"):
         raise SpecError("deletionPolicy", f"must be Delete or Retain, not {policy!r}")
-    return DeploymentSpec(
+    parsed = DeploymentSpec(
         source=_parse_source(model),
         inference=_parse_inference(_mapping(model.get("inference"), "model.inference")),
         endpoint=_parse_endpoint(endpoint),
@@ -129,6 +203,13 @@ def parse_spec(raw: Mapping[str, Any]) -> DeploymentSpec:
         deletion_policy=policy,
         smoke_test=_parse_smoke_test(_mapping(raw.get("smokeTest"), "smokeTest")),
     )
+    if parsed.endpoint.async_inference is not None and parsed.smoke_test.enabled is not False:
+        raise SpecError(
+            "smokeTest.enabled",
+            "must be false with endpoint.async: the smoke test asks synchronously "
+            "(InvokeEndpoint), an asynchronous endpoint answers through S3",
+        )
+    return parsed
 
 
 def _parse_source(model: Mapping[str, Any]) -> ModelSource:
@@ -189,14 +270,206 @@ def _parse_endpoint(raw: Mapping[str, Any]) -> EndpointSettings:
     role = _string(raw, "executionRoleArn", "endpoint.executionRoleArn") or None
     if role is not None and not ROLE_ARN.match(role):
         raise SpecError("endpoint.executionRoleArn", f"{role!r} is not an IAM role ARN")
-    return EndpointSettings(
-        compute=_parse_compute(raw),
+    compute = _parse_compute(raw)
+    isolation = raw.get("enableNetworkIsolation", False)
+    if not isinstance(isolation, bool):
+        raise SpecError("endpoint.enableNetworkIsolation", "must be true or false")
+    kms_key_id = _string(raw, "kmsKeyId", "endpoint.kmsKeyId") or None
+    if kms_key_id is not None and not KMS_KEY.match(kms_key_id):
+        raise SpecError("endpoint.kmsKeyId", f"{kms_key_id!r} is not a KMS key id, ARN or alias")
+    settings = EndpointSettings(
+        compute=compute,
         name=name,
         region=region,
         execution_role_arn=role,
         environment=_string_map(raw.get("environment"), "endpoint.environment", ENV_KEY),
         tags=_parse_tags(raw.get("tags")),
+        async_inference=_parse_async(raw.get("async")),
+        data_capture=_parse_data_capture(raw.get("dataCapture")),
+        vpc=_parse_vpc(raw.get("vpc")),
+        kms_key_id=kms_key_id,
+        enable_network_isolation=isolation,
+        autoscaling=_parse_autoscaling(raw.get("autoscaling"), compute),
+        deployment=_parse_deployment(raw.get("deployment"), compute),
     )
+    if isinstance(compute, ServerlessCompute):
+        refused = [
+            key
+            for key, value in (
+                ("async", settings.async_inference),
+                ("dataCapture", settings.data_capture),
+                ("vpc", settings.vpc),
+                ("enableNetworkIsolation", isolation or None),
+            )
+            if value is not None
+        ]
+        if refused:
+            raise SpecError(
+                "endpoint.serverless",
+                f"SageMaker's serverless endpoints do not support {', '.join(refused)}",
+            )
+    return settings
+
+
+def _parse_autoscaling(raw: Any, compute: Compute) -> Autoscaling | None:
+    if raw is None:
+        return None
+    path = "endpoint.autoscaling"
+    if isinstance(compute, ServerlessCompute):
+        raise SpecError(path, "needs instances: serverless endpoints scale by themselves")
+    body = _mapping(raw, path, required=True)
+    for key in ("minInstances", "maxInstances", "targetInvocationsPerInstance"):
+        if key not in body:
+            raise SpecError(f"{path}.{key}", "is required")
+    low = _int(body, "minInstances", 1, 1, 100, path)
+    high = _int(body, "maxInstances", 1, 1, 100, path)
+    if low > high:
+        raise SpecError(f"{path}.maxInstances", "must not be below minInstances")
+    if not low <= compute.instance_count <= high:
+        raise SpecError(
+            "endpoint.instanceCount", "the initial count must lie within the autoscaling range"
+        )
+    return Autoscaling(
+        min_instances=low,
+        max_instances=high,
+        target_invocations_per_instance=_int(
+            body, "targetInvocationsPerInstance", 1, 1, 1_000_000, path
+        ),
+        scale_in_cooldown_seconds=_int(body, "scaleInCooldownSeconds", 300, 0, 86_400, path),
+        scale_out_cooldown_seconds=_int(body, "scaleOutCooldownSeconds", 60, 0, 86_400, path),
+    )
+
+
+def _parse_deployment(raw: Any, compute: Compute) -> Deployment | None:
+    if raw is None:
+        return None
+    path = "endpoint.deployment"
+    body = _mapping(raw, path, required=True)
+    strategy = body.get("strategy")
+    if strategy not in ("AllAtOnce", "Canary", "Linear", "Rolling"):
+        raise SpecError(f"{path}.strategy", "must be AllAtOnce, Canary, Linear or Rolling")
+    block = strategy.lower()
+    for other in STEP_PERCENT:
+        if other != block and body.get(other) is not None:
+            raise SpecError(f"{path}.{other}", f"applies only to strategy {other.capitalize()}")
+    if strategy == "Rolling" and isinstance(compute, ServerlessCompute):
+        raise SpecError(
+            f"{path}.strategy", "Rolling needs instances (SageMaker refuses it for serverless)"
+        )
+    step = rollback = None
+    wait = 0
+    if block in STEP_PERCENT:
+        settings = _mapping(body.get(block), f"{path}.{block}", required=True)
+        key, low, high = STEP_PERCENT[block]
+        if key not in settings:
+            raise SpecError(f"{path}.{block}.{key}", "is required")
+        step = _int(settings, key, low, low, high, f"{path}.{block}")
+        wait = _int(settings, "waitSeconds", 0, 0, 3600, f"{path}.{block}")
+        if block == "rolling" and settings.get("rollbackBatchPercent") is not None:
+            rollback = _int(settings, "rollbackBatchPercent", 100, 1, 100, f"{path}.rolling")
+    termination = body.get("terminationWaitSeconds")
+    if termination is not None:
+        if strategy == "Rolling":
+            raise SpecError(f"{path}.terminationWaitSeconds", "applies to blue/green strategies")
+        termination = _int(body, "terminationWaitSeconds", 0, 0, 3600, path)
+    alarms = body.get("rollbackAlarms") or []
+    if not isinstance(alarms, list) or len(alarms) > 10:
+        raise SpecError(f"{path}.rollbackAlarms", "must list at most 10 CloudWatch alarm names")
+    for alarm in alarms:
+        if not isinstance(alarm, str) or not ALARM_NAME.match(alarm):
+            raise SpecError(f"{path}.rollbackAlarms", f"{alarm!r} is not a CloudWatch alarm name")
+    return Deployment(
+        strategy=strategy,
+        step_percent=step,
+        wait_seconds=wait,
+        rollback_batch_percent=rollback,
+        termination_wait_seconds=termination,
+        rollback_alarms=tuple(alarms),
+    )
+
+
+def _parse_async(raw: Any) -> AsyncInference | None:
+    if raw is None:
+        return None
+    body = _mapping(raw, "endpoint.async", required=True)
+    output = _s3_uri(body, "outputS3Uri", "endpoint.async.outputS3Uri", required=True)
+    failure = _s3_uri(body, "failureS3Uri", "endpoint.async.failureS3Uri") or None
+    concurrency = body.get("maxConcurrentInvocationsPerInstance")
+    if concurrency is not None:
+        concurrency = _int(
+            body, "maxConcurrentInvocationsPerInstance", 1, 1, 1000, "endpoint.async"
+        )
+    topics = {}
+    for key in ("snsSuccessTopic", "snsErrorTopic"):
+        topic = _string(body, key, f"endpoint.async.{key}") or None
+        if topic is not None and not SNS_TOPIC_ARN.match(topic):
+            raise SpecError(f"endpoint.async.{key}", f"{topic!r} is not an SNS topic ARN")
+        topics[key] = topic
+    return AsyncInference(
+        output_s3_uri=output,
+        failure_s3_uri=failure,
+        max_concurrent_invocations_per_instance=concurrency,
+        sns_success_topic=topics["snsSuccessTopic"],
+        sns_error_topic=topics["snsErrorTopic"],
+    )
+
+
+def _parse_data_capture(raw: Any) -> DataCapture | None:
+    if raw is None:
+        return None
+    body = _mapping(raw, "endpoint.dataCapture", required=True)
+    path = "endpoint.dataCapture"
+    destination = _s3_uri(body, "destinationS3Uri", f"{path}.destinationS3Uri", required=True)
+    flags = {}
+    for key in ("captureRequest", "captureResponse"):
+        value = body.get(key, True)
+        if not isinstance(value, bool):
+            raise SpecError(f"{path}.{key}", "must be true or false")
+        flags[key] = value
+    if not any(flags.values()):
+        raise SpecError(path, "capture the request, the response or both")
+    kms_key_id = _string(body, "kmsKeyId", f"{path}.kmsKeyId") or None
+    if kms_key_id is not None and not KMS_KEY.match(kms_key_id):
+        raise SpecError(f"{path}.kmsKeyId", f"{kms_key_id!r} is not a KMS key id, ARN or alias")
+    return DataCapture(
+        destination_s3_uri=destination,
+        sampling_percent=_int(body, "samplingPercent", 100, 0, 100, path),
+        capture_request=flags["captureRequest"],
+        capture_response=flags["captureResponse"],
+        kms_key_id=kms_key_id,
+    )
+
+
+def _parse_vpc(raw: Any) -> Vpc | None:
+    if raw is None:
+        return None
+    body = _mapping(raw, "endpoint.vpc", required=True)
+    subnets = _string_list(body, "subnets", "endpoint.vpc.subnets", SUBNET_ID, 16)
+    groups = _string_list(
+        body, "securityGroups", "endpoint.vpc.securityGroups", SECURITY_GROUP_ID, 5
+    )
+    return Vpc(subnets=subnets, security_groups=groups)
+
+
+def _string_list(
+    raw: Mapping[str, Any], key: str, path: str, pattern: re.Pattern[str], most: int
+) -> tuple[str, ...]:
+    values = raw.get(key)
+    if not isinstance(values, list) or not 1 <= len(values) <= most:
+        raise SpecError(path, f"must list 1 to {most} ids")
+    for value in values:
+        if not isinstance(value, str) or not pattern.match(value):
+            raise SpecError(path, f"{value!r} does not look like {pattern.pattern}")
+    if len(set(values)) != len(values):
+        raise SpecError(path, "lists an id twice")
+    return tuple(values)
+
+
+def _s3_uri(raw: Mapping[str, Any], key: str, path: str, *, required: bool = False) -> str:
+    uri = _string(raw, key, path, required=required)
+    if uri and not S3_URI.match(uri):
+        raise SpecError(path, f"must look like s3://bucket/prefix, not {uri!r}")
+    return uri
 
 
 def _parse_compute(raw: Mapping[str, Any]) -> Compute:
@@ -210,7 +483,16 @@ def _parse_compute(raw: Mapping[str, Any]) -> Compute:
         if memory not in SERVERLESS_MEMORY_SIZES:
             raise SpecError("endpoint.serverless.memorySizeInMB", "must be 1024, 2048, ... or 6144")
         concurrency = _int(body, "maxConcurrency", 5, 1, 200, "endpoint.serverless")
-        return ServerlessCompute(memory_size_mb=memory, max_concurrency=concurrency)
+        provisioned = body.get("provisionedConcurrency")
+        if provisioned is not None:
+            provisioned = _int(body, "provisionedConcurrency", 1, 1, 200, "endpoint.serverless")
+            if provisioned > concurrency:
+                raise SpecError(
+                    "endpoint.serverless.provisionedConcurrency", "must not exceed maxConcurrency"
+                )
+        return ServerlessCompute(
+            memory_size_mb=memory, max_concurrency=concurrency, provisioned_concurrency=provisioned
+        )
     if not isinstance(instance_type, str) or not INSTANCE_TYPE.match(instance_type):
         raise SpecError(
             "endpoint.instanceType",

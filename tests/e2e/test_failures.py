@@ -31,7 +31,8 @@ def test_failed_update_is_degraded_with_the_reason_and_not_retried_until_the_spe
     endpoint = f"{namespace}-flaky"
     aws.fail_next_endpoint_update(endpoint, "The primary container failed ping health checks")
 
-    apply(kube_cluster, namespace, deployment("flaky", s3_model_uri, endpoint={"instanceCount": 3}))
+    resized = {"instanceType": "ml.m5.xlarge"}  # a new config (a count alone is set in place)
+    apply(kube_cluster, namespace, deployment("flaky", s3_model_uri, endpoint=resized))
     degraded = wait_degraded(kube_cluster, namespace, "flaky", operator)
     assert degraded["status"]["phase"] == "Degraded"
     assert condition(degraded, "Degraded")["reason"] == "UpdateRolledBack"
@@ -52,7 +53,8 @@ def test_failed_update_is_degraded_with_the_reason_and_not_retried_until_the_spe
     )
     assert aws.calls("sagemaker", "UpdateEndpoint") == updates, "the failed config was retried"
 
-    apply(kube_cluster, namespace, deployment("flaky", s3_model_uri, endpoint={"instanceCount": 2}))
+    fixed_spec = {"instanceType": "ml.c5.xlarge", "instanceCount": 2}
+    apply(kube_cluster, namespace, deployment("flaky", s3_model_uri, endpoint=fixed_spec))
     fixed = wait_ready(kube_cluster, namespace, "flaky", operator, generation=3)
     assert condition(fixed, "Degraded")["status"] == "False"
     variant = sm.describe_endpoint_config(EndpointConfigName=fixed["status"]["endpointConfigName"])

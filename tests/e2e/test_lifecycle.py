@@ -80,7 +80,7 @@ def test_create_reaches_ready_with_every_status_field(
     assert "[ERROR" not in operator.processes[0].log(lines=10_000), "a normal create logged errors"
 
 
-def test_scaling_makes_a_new_config_and_deletes_the_old_one_once_in_service(
+def test_a_new_instance_type_makes_a_new_config_and_deletes_the_old_one_once_in_service(
     kube_cluster: Any, aws: Any, namespace: str, operator: Any, s3_model_uri: str
 ) -> None:
     operator.start()
@@ -89,7 +89,10 @@ def test_scaling_makes_a_new_config_and_deletes_the_old_one_once_in_service(
     old_config = first["status"]["endpointConfigName"]
     aws.set_endpoint_lifecycle(updating_describes=3)
 
-    apply(kube_cluster, namespace, deployment("scale", s3_model_uri, endpoint={"instanceCount": 2}))
+    # A count change alone is applied in place (test_capacity_in_place.py); with a new type it
+    # is a new config, created with the new count.
+    resized = {"instanceType": "ml.m5.xlarge", "instanceCount": 2}
+    apply(kube_cluster, namespace, deployment("scale", s3_model_uri, endpoint=resized))
     wait_for(
         "Updating",
         lambda: (
@@ -106,7 +109,7 @@ def test_scaling_makes_a_new_config_and_deletes_the_old_one_once_in_service(
     assert second["status"]["modelName"] == first["status"]["modelName"]
     sm = aws.client("sagemaker")
     variant = sm.describe_endpoint_config(EndpointConfigName=new_config)["ProductionVariants"][0]
-    assert variant["InitialInstanceCount"] == 2
+    assert (variant["InstanceType"], variant["InitialInstanceCount"]) == ("ml.m5.xlarge", 2)
     assert (
         sm.describe_endpoint(EndpointName=f"{namespace}-scale")["EndpointConfigName"] == new_config
     )

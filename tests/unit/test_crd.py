@@ -70,3 +70,40 @@ def test_name_and_region_rules_cover_setting_and_removing_not_only_changing() ->
         assert rule["message"].startswith(f"endpoint.{field} is immutable")
         assert "x-kubernetes-validations" not in endpoint["properties"][field]
     assert "endpoint" in _version()["schema"]["openAPIV3Schema"]["properties"]["spec"]["required"]
+
+
+def test_serverless_exclusions_and_async_smoke_rule_are_admission_rules() -> None:
+    # What SageMaker refuses for serverless and what the synchronous smoke test cannot ask
+    # are rejected at apply, not found later as a failed CreateEndpointConfig.
+    endpoint = _endpoint_schema()
+    messages = [v["message"] for v in endpoint["x-kubernetes-validations"]]
+    assert any(m.startswith("endpoint.serverless cannot be combined with async") for m in messages)
+    spec = _version()["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    (async_rule,) = spec["x-kubernetes-validations"]
+    assert "has(self.endpoint.async)" in async_rule["rule"]
+    serverless = endpoint["properties"]["serverless"]
+    (provisioned,) = serverless["x-kubernetes-validations"]
+    assert "self.provisionedConcurrency <= self.maxConcurrency" in provisioned["rule"]
+
+
+def test_autoscaling_range_and_initial_count_are_admission_rules() -> None:
+    endpoint = _endpoint_schema()
+    rules = " ".join(v["rule"] for v in endpoint["x-kubernetes-validations"])
+    assert "self.autoscaling.minInstances" in rules and "self.autoscaling.maxInstances" in rules
+    scaling = endpoint["properties"]["autoscaling"]
+    assert scaling["required"] == ["minInstances", "maxInstances", "targetInvocationsPerInstance"]
+    (range_rule,) = scaling["x-kubernetes-validations"]
+    assert range_rule["rule"] == "self.minInstances <= self.maxInstances"
+
+
+def test_deployment_strategies_and_their_blocks_are_admission_rules() -> None:
+    endpoint = _endpoint_schema()
+    deployment = endpoint["properties"]["deployment"]
+    strategies = ["AllAtOnce", "Canary", "Linear", "Rolling"]
+    assert deployment["properties"]["strategy"]["enum"] == strategies
+    messages = [v["message"] for v in deployment["x-kubernetes-validations"]]
+    for block in ("canary", "linear", "rolling"):
+        strategy = block.capitalize()
+        assert f"endpoint.deployment.{block} is required with strategy {strategy}" in messages
+    rules = [v["rule"] for v in endpoint["x-kubernetes-validations"]]
+    assert any("self.deployment.strategy != 'Rolling' || !has(self.serverless)" in r for r in rules)

@@ -168,7 +168,7 @@ def test_model_content_changes_model_and_config_names(change: dict[str, Any]) ->
     "endpoint",
     [
         pytest.param({"instanceType": "ml.c5.xlarge"}, id="instance-type"),
-        pytest.param({"instanceCount": 2}, id="instance-count"),
+        pytest.param({"instanceType": "ml.c5.xlarge", "instanceCount": 2}, id="type-and-count"),
         pytest.param(
             {"instanceType": None, "serverless": {"memorySizeInMB": 2048}}, id="serverless"
         ),

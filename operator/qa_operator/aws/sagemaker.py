@@ -82,7 +82,7 @@ class SageMakerGateway:
                 self._observations.tags.pop(arn)
 
     @contextmanager
-    def _writing_endpoint(self, name: str) -> Iterator[None]:
+    def writing_endpoint(self, name: str) -> Iterator[None]:
         """Mark the endpoint written once the call returned (or failed: it may have landed), so
         that only a ListEndpoints begun after it is trusted for this endpoint."""
         try:
@@ -124,6 +124,11 @@ class SageMakerGateway:
             failure_reason=found.get("FailureReason") or None,
             tags=tags,
             owned=is_owned_by(tags, owner),
+            variant_counts={
+                v["VariantName"]: v["DesiredInstanceCount"]
+                for v in found.get("ProductionVariants") or ()
+                if "DesiredInstanceCount" in v
+            },
         )
         if self._observations is not None and "LastModifiedTime" in found:
             summary = EndpointSummary(
@@ -160,6 +165,7 @@ class SageMakerGateway:
                 failure_reason=known.failure_reason,
                 tags=dict(known.tags),
                 owned=is_owned_by(known.tags, owner),
+                variant_counts=known.variant_counts,
             )
         return self.describe_endpoint(name, owner)
 
@@ -196,6 +202,7 @@ class SageMakerGateway:
                 PrimaryContainer=container,
                 ExecutionRoleArn=model.execution_role_arn,
                 Tags=_tag_list(model.tags),
+                **model.options,
             ),
             lambda: self._client.describe_model(ModelName=model.name)["ModelArn"],
             owner,
@@ -208,6 +215,7 @@ class SageMakerGateway:
                 EndpointConfigName=config.name,
                 ProductionVariants=[production_variant(config)],
                 Tags=_tag_list(config.tags),
+                **config.options,
             ),
             lambda: self._client.describe_endpoint_config(EndpointConfigName=config.name)[
                 "EndpointConfigArn"
@@ -216,7 +224,7 @@ class SageMakerGateway:
         )
 
     def create_endpoint(self, endpoint: DesiredEndpoint, owner: Owner) -> None:
-        with self._writing_endpoint(endpoint.name):
+        with self.writing_endpoint(endpoint.name):
             self._create(
                 "CreateEndpoint",
                 lambda: self._client.create_endpoint(
@@ -247,17 +255,17 @@ class SageMakerGateway:
                     f"{operation}: {arn} already exists and is not managed by this resource",
                 ) from exc
 
-    def update_endpoint(self, name: str, config_name: str) -> None:
-        with self._writing_endpoint(name):
+    def update_endpoint(self, name: str, config_name: str, **options: Any) -> None:
+        with self.writing_endpoint(name):
             aws_call(
                 "UpdateEndpoint",
                 lambda: self._client.update_endpoint(
-                    EndpointName=name, EndpointConfigName=config_name
+                    EndpointName=name, EndpointConfigName=config_name, **options
                 ),
             )
 
     def delete_endpoint(self, name: str) -> None:
-        with self._writing_endpoint(name):
+        with self.writing_endpoint(name):
             aws_call_or_none(
                 "DeleteEndpoint", lambda: self._client.delete_endpoint(EndpointName=name)
             )
