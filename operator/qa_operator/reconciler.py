@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from qa_operator import conditions, smoke
+from qa_operator import conditions, deadlines, smoke
 from qa_operator.artifacts import ModelPackager
 from qa_operator.aws.runtime import SageMakerRuntimeGateway
 from qa_operator.aws.s3 import PackageStore
@@ -193,6 +193,7 @@ class Reconciler:
         observed = self._observe(desired, endpoint, owner, sagemaker, needs_prerequisites)
         history = _history(resource, spec, self.settings)
         plan = plan_reconcile(desired, observed, history)
+        plan = self._deadline(resource, spec, desired, endpoint, plan, outcome)
         if Action.SMOKE_TEST in plan.actions and endpoint is not None:
             plan = self._smoke_test(resource, spec, desired, endpoint, history, region, outcome)
         if plan.failure_generation is not None:
@@ -223,6 +224,32 @@ class Reconciler:
                 "generation": resource.generation,
             }
         return plan
+
+    def _deadline(
+        self,
+        resource: Resource,
+        spec: DeploymentSpec,
+        desired: DesiredState,
+        endpoint: ObservedEndpoint | None,
+        plan: Plan,
+        outcome: Outcome,
+    ) -> Plan:
+        """Past the create/update deadline, the plan becomes the timeout's (deadlines.py)."""
+        check = deadlines.check_deadline(
+            plan,
+            endpoint,
+            desired.config.name,
+            resource.generation,
+            deadlines.Clock.from_status(resource.status.get("deadline")),
+            spec.endpoint.timeouts,
+            (self.settings.create_timeout_seconds, self.settings.update_timeout_seconds),
+            self._now(),
+        )
+        if check.clock is not None or resource.status.get("deadline"):
+            outcome.status["deadline"] = check.clock.to_status() if check.clock else None
+        if check.timed_out_now:
+            outcome.events.append(Event("Warning", check.plan.reason, check.plan.message))
+        return check.plan
 
     def _smoke_test(
         self,

@@ -40,6 +40,9 @@ class OperatorSettings:
     policy_file: Path | None = None  # the admin policy (policy.py); None: its safe defaults
     # The operator's own MLflow tracking server (MLFLOW_TRACKING_URI): always allowed by the policy.
     mlflow_tracking_uri: str | None = None
+    # How long an endpoint may stay Creating / Updating (deadlines.py), unless its spec says.
+    create_timeout_seconds: float = 3600.0
+    update_timeout_seconds: float = 5400.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorSettings:
@@ -89,6 +92,8 @@ class OperatorSettings:
             smoke_test_attempts=count("SMOKE_TEST_ATTEMPTS", 3),
             policy_file=Path(policy) if (policy := text("POLICY_FILE")) else None,
             mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI", "").strip() or None,
+            create_timeout_seconds=number("CREATE_TIMEOUT_SECONDS", 3600.0),
+            update_timeout_seconds=number("UPDATE_TIMEOUT_SECONDS", 5400.0),
         )
         if settings.poll_min_seconds > settings.poll_max_seconds:
             raise SettingsError("QA_OPERATOR_POLL_MIN_SECONDS exceeds QA_OPERATOR_POLL_MAX_SECONDS")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from qa_operator.model.config import InferenceConfig
+from qa_operator.timeouts import Timeouts, parse_timeouts
 
 SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
@@ -76,6 +77,7 @@ class EndpointSettings:
     execution_role_arn: str | None = None
     environment: Mapping[str, str] = field(default_factory=dict)
     tags: Mapping[str, str] = field(default_factory=dict)
+    timeouts: Timeouts = field(default_factory=Timeouts)
 
 
 @dataclass(frozen=True)
@@ -196,7 +198,17 @@ def _parse_endpoint(raw: Mapping[str, Any]) -> EndpointSettings:
         execution_role_arn=role,
         environment=_string_map(raw.get("environment"), "endpoint.environment", ENV_KEY),
         tags=_parse_tags(raw.get("tags")),
+        timeouts=_parse_timeouts(raw.get("timeouts")),
     )
+
+
+def _parse_timeouts(raw: Any) -> Timeouts:
+    body = _mapping(raw, "endpoint.timeouts")
+    try:
+        return parse_timeouts(body)
+    except ValueError as exc:
+        field_path, message = exc.args
+        raise SpecError(field_path, message) from exc
 
 
 def _parse_compute(raw: Mapping[str, Any]) -> Compute:
