@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from qa_operator import conditions, deadlines, smoke
+from qa_operator import conditions, deadlines, smoke, suspend
 from qa_operator.artifacts import ModelPackager
 from qa_operator.aws.runtime import SageMakerRuntimeGateway
 from qa_operator.aws.s3 import PackageStore
@@ -194,6 +194,7 @@ class Reconciler:
         history = _history(resource, spec, self.settings)
         plan = plan_reconcile(desired, observed, history)
         plan = self._deadline(resource, spec, desired, endpoint, plan, outcome)
+        plan = self._suspension(resource, spec, desired, endpoint, plan, outcome)
         if Action.SMOKE_TEST in plan.actions and endpoint is not None:
             plan = self._smoke_test(resource, spec, desired, endpoint, history, region, outcome)
         if plan.failure_generation is not None:
@@ -235,6 +236,8 @@ class Reconciler:
         outcome: Outcome,
     ) -> Plan:
         """Past the create/update deadline, the plan becomes the timeout's (deadlines.py)."""
+        if spec.suspend:
+            return plan  # nothing is created or updated while suspended: nothing to time
         check = deadlines.check_deadline(
             plan,
             endpoint,
@@ -250,6 +253,36 @@ class Reconciler:
         if check.timed_out_now:
             outcome.events.append(Event("Warning", check.plan.reason, check.plan.message))
         return check.plan
+
+    def _suspension(
+        self,
+        resource: Resource,
+        spec: DeploymentSpec,
+        desired: DesiredState,
+        endpoint: ObservedEndpoint | None,
+        plan: Plan,
+        outcome: Outcome,
+    ) -> Plan:
+        """spec.suspend replaces the plan (suspend.py); status.suspension times the resume."""
+        if spec.suspend:
+            plan = suspend.plan_suspended(plan, endpoint, desired)
+            # A resumed endpoint is a new one: its smoke test is asked again before Ready.
+            if resource.status.get("smokeTest"):
+                outcome.status["smokeTest"] = None
+        previous = suspend.Suspension.from_status(resource.status.get("suspension"))
+        step = suspend.next_record(previous, spec.suspend, plan.state, self._now())
+        if step.record != previous:
+            outcome.status["suspension"] = step.record.to_status()
+        if step.resumed_now:
+            outcome.events.append(
+                Event(
+                    "Normal",
+                    "Resumed",
+                    f"endpoint {desired.endpoint.name} Ready again {step.record.resume_seconds:g}s "
+                    "after spec.suspend was set to false",
+                )
+            )
+        return plan
 
     def _smoke_test(
         self,

@@ -114,6 +114,7 @@ class DeploymentSpec:
     image: ImageSettings = ImageSettings()
     deletion_policy: Literal["Delete", "Retain"] = "Delete"
     smoke_test: SmokeTest = SmokeTest()
+    suspend: bool = False  # hibernate: no endpoint, its config and model kept (suspend.py)
 
 
 def parse_spec(raw: Mapping[str, Any]) -> DeploymentSpec:
@@ -130,7 +131,14 @@ def parse_spec(raw: Mapping[str, Any]) -> DeploymentSpec:
         image=_parse_image(image),
         deletion_policy=policy,
         smoke_test=_parse_smoke_test(_mapping(raw.get("smokeTest"), "smokeTest")),
+        suspend=_parse_suspend(raw.get("suspend", False)),
     )
+
+
+def _parse_suspend(raw: Any) -> bool:
+    if not isinstance(raw, bool):
+        raise SpecError("suspend", "must be true or false")
+    return raw
 
 
 def _parse_source(model: Mapping[str, Any]) -> ModelSource:
