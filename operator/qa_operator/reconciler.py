@@ -14,8 +14,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from qa_operator import conditions, deadlines, smoke, suspend
+from qa_operator import conditions, deadlines, preflight, smoke, suspend
 from qa_operator.artifacts import ModelPackager
+from qa_operator.aws.preflight import PreflightGateway
 from qa_operator.aws.runtime import SageMakerRuntimeGateway
 from qa_operator.aws.s3 import PackageStore
 from qa_operator.aws.sagemaker import SageMakerGateway
@@ -85,6 +86,15 @@ class Outcome:
 
 
 DELETING_PHASE = "Deleting"
+# The actions a preflight must pass before (preflight.py): the calls that create or change.
+PREFLIGHT_GUARDS = frozenset(
+    {
+        Action.CREATE_MODEL,
+        Action.CREATE_ENDPOINT_CONFIG,
+        Action.CREATE_ENDPOINT,
+        Action.UPDATE_ENDPOINT,
+    }
+)
 
 
 def invocation_url(region: str, endpoint: str) -> str:
@@ -195,6 +205,7 @@ class Reconciler:
         plan = plan_reconcile(desired, observed, history)
         plan = self._deadline(resource, spec, desired, endpoint, plan, outcome)
         plan = self._suspension(resource, spec, desired, endpoint, plan, outcome)
+        self._preflight(resource, spec, desired, plan, region, outcome)
         if Action.SMOKE_TEST in plan.actions and endpoint is not None:
             plan = self._smoke_test(resource, spec, desired, endpoint, history, region, outcome)
         if plan.failure_generation is not None:
@@ -283,6 +294,36 @@ class Reconciler:
                 )
             )
         return plan
+
+    def _preflight(
+        self,
+        resource: Resource,
+        spec: DeploymentSpec,
+        desired: DesiredState,
+        plan: Plan,
+        region: str,
+        outcome: Outcome,
+    ) -> None:
+        """Before the plan's first Create or Update call: raises PreflightFailed (terminal, so
+        nothing is created) when a check fails. Once per generation and config."""
+        if not self.settings.preflight or not any(a in PREFLIGHT_GUARDS for a in plan.actions):
+            return
+        record = preflight.Record.from_status(resource.status.get("preflight"))
+        if record is None or not record.covers(resource.generation, desired.config.name):
+            compute = spec.endpoint.compute
+            facts = PreflightGateway(lambda service: self._aws(service, region)).facts(
+                role_arn=desired.model.execution_role_arn,
+                image_uri=desired.model.image_uri,
+                package_url=desired.model.model_data_url,
+                instance_type=getattr(compute, "instance_type", None),
+                instance_count=getattr(compute, "instance_count", 1),
+            )
+            record = preflight.Record(
+                resource.generation, desired.config.name, preflight.judge(facts)
+            )
+            outcome.status["preflight"] = record.to_status()
+        if (failed := record.failure) is not None:
+            raise TerminalError("PreflightFailed", preflight.failure_message(failed))
 
     def _smoke_test(
         self,

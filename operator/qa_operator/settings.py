@@ -43,6 +43,7 @@ class OperatorSettings:
     # How long an endpoint may stay Creating / Updating (deadlines.py), unless its spec says.
     create_timeout_seconds: float = 3600.0
     update_timeout_seconds: float = 5400.0
+    preflight: bool = False  # check role, image, package and quota before creating (preflight.py)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorSettings:
@@ -94,6 +95,7 @@ class OperatorSettings:
             mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI", "").strip() or None,
             create_timeout_seconds=number("CREATE_TIMEOUT_SECONDS", 3600.0),
             update_timeout_seconds=number("UPDATE_TIMEOUT_SECONDS", 5400.0),
+            preflight=_switch(text("PREFLIGHT"), "PREFLIGHT", default=False),
         )
         if settings.poll_min_seconds > settings.poll_max_seconds:
             raise SettingsError("QA_OPERATOR_POLL_MIN_SECONDS exceeds QA_OPERATOR_POLL_MAX_SECONDS")
