@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from qa_operator import conditions, deadlines, preflight, smoke, suspend
+from qa_operator import adoption, conditions, deadlines, preflight, smoke, suspend
 from qa_operator.artifacts import ModelPackager
 from qa_operator.aws.preflight import PreflightGateway
 from qa_operator.aws.runtime import SageMakerRuntimeGateway
@@ -199,6 +199,7 @@ class Reconciler:
         outcome.status.update(modelName=desired.model.name, endpointConfigName=desired.config.name)
 
         endpoint = sagemaker.describe_endpoint(name, owner)
+        endpoint = self._adopt(spec, owner, name, endpoint, sagemaker, outcome)
         needs_prerequisites = endpoint is None or endpoint.config_name != desired.config.name
         observed = self._observe(desired, endpoint, owner, sagemaker, needs_prerequisites)
         history = _history(resource, spec, self.settings)
@@ -236,6 +237,32 @@ class Reconciler:
                 "generation": resource.generation,
             }
         return plan
+
+    def _adopt(
+        self,
+        spec: DeploymentSpec,
+        owner: Owner,
+        name: str,
+        endpoint: ObservedEndpoint | None,
+        sagemaker: SageMakerGateway,
+        outcome: Outcome,
+    ) -> ObservedEndpoint | None:
+        """spec.adoption (adoption.py): an endpoint made outside becomes ours by its tags."""
+        step = adoption.plan_adoption(spec.adoption, endpoint, name, owner, self._now())
+        if step.missing is not None:
+            raise TerminalError("NothingToAdopt", step.missing)
+        if step.tags_to_set and step.endpoint is not None:
+            sagemaker.set_tags(step.endpoint.arn, step.tags_to_set)
+            outcome.status["adopted"] = dict(step.record or {})
+            outcome.events.append(
+                Event(
+                    "Normal",
+                    "AdoptedEndpoint",
+                    f"adopted endpoint {name} (its config {step.endpoint.config_name} is left "
+                    "as found); it is now reconciled to the spec",
+                )
+            )
+        return step.endpoint
 
     def _deadline(
         self,

@@ -115,6 +115,7 @@ class DeploymentSpec:
     deletion_policy: Literal["Delete", "Retain"] = "Delete"
     smoke_test: SmokeTest = SmokeTest()
     suspend: bool = False  # hibernate: no endpoint, its config and model kept (suspend.py)
+    adoption: Literal["Never", "Adopt", "AdoptOrCreate"] = "Never"  # adoption.py
 
 
 def parse_spec(raw: Mapping[str, Any]) -> DeploymentSpec:
@@ -132,7 +133,15 @@ def parse_spec(raw: Mapping[str, Any]) -> DeploymentSpec:
         deletion_policy=policy,
         smoke_test=_parse_smoke_test(_mapping(raw.get("smokeTest"), "smokeTest")),
         suspend=_parse_suspend(raw.get("suspend", False)),
+        adoption=_parse_adoption(_mapping(raw.get("adoption"), "adoption")),
     )
+
+
+def _parse_adoption(raw: Mapping[str, Any]) -> Literal["Never", "Adopt", "AdoptOrCreate"]:
+    policy = raw.get("policy", "Never")
+    if policy not in ("Never", "Adopt", "AdoptOrCreate"):
+        raise SpecError("adoption.policy", f"must be Never, Adopt or AdoptOrCreate, not {policy!r}")
+    return policy
 
 
 def _parse_suspend(raw: Any) -> bool:
