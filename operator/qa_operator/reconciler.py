@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from qa_operator import adoption, conditions, deadlines, preflight, smoke, suspend
+from qa_operator import adoption, conditions, deadlines, preflight, schedule, smoke, suspend
 from qa_operator.artifacts import ModelPackager
 from qa_operator.aws.preflight import PreflightGateway
 from qa_operator.aws.runtime import SageMakerRuntimeGateway
@@ -274,7 +274,7 @@ class Reconciler:
         outcome: Outcome,
     ) -> Plan:
         """Past the create/update deadline, the plan becomes the timeout's (deadlines.py)."""
-        if spec.suspend:
+        if self._suspended_by(spec):
             return plan  # nothing is created or updated while suspended: nothing to time
         check = deadlines.check_deadline(
             plan,
@@ -301,14 +301,16 @@ class Reconciler:
         plan: Plan,
         outcome: Outcome,
     ) -> Plan:
-        """spec.suspend replaces the plan (suspend.py); status.suspension times the resume."""
-        if spec.suspend:
-            plan = suspend.plan_suspended(plan, endpoint, desired)
+        """spec.suspend (or spec.schedule outside its awake windows) replaces the plan
+        (suspend.py); status.suspension times the resume."""
+        by = self._suspended_by(spec)
+        if by is not None:
+            plan = suspend.plan_suspended(plan, endpoint, desired, by_schedule=by == "schedule")
             # A resumed endpoint is a new one: its smoke test is asked again before Ready.
             if resource.status.get("smokeTest"):
                 outcome.status["smokeTest"] = None
         previous = suspend.Suspension.from_status(resource.status.get("suspension"))
-        step = suspend.next_record(previous, spec.suspend, plan.state, self._now())
+        step = suspend.next_record(previous, by is not None, plan.state, self._now())
         if step.record != previous:
             outcome.status["suspension"] = step.record.to_status()
         if step.resumed_now:
@@ -317,10 +319,17 @@ class Reconciler:
                     "Normal",
                     "Resumed",
                     f"endpoint {desired.endpoint.name} Ready again {step.record.resume_seconds:g}s "
-                    "after spec.suspend was set to false",
+                    "after it was resumed",
                 )
             )
         return plan
+
+    def _suspended_by(self, spec: DeploymentSpec) -> str | None:
+        if spec.suspend:
+            return "suspend"
+        if schedule.asleep(spec.schedule, self._now()):
+            return "schedule"
+        return None
 
     def _preflight(
         self,

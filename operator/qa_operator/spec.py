@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from qa_operator.model.config import InferenceConfig
+from qa_operator.schedule import Schedule, parse_schedule
 from qa_operator.timeouts import Timeouts, parse_timeouts
 
 SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
@@ -116,6 +117,7 @@ class DeploymentSpec:
     smoke_test: SmokeTest = SmokeTest()
     suspend: bool = False  # hibernate: no endpoint, its config and model kept (suspend.py)
     adoption: Literal["Never", "Adopt", "AdoptOrCreate"] = "Never"  # adoption.py
+    schedule: Schedule | None = None  # suspended outside its awake windows (schedule.py)
 
 
 def parse_spec(raw: Mapping[str, Any]) -> DeploymentSpec:
@@ -134,7 +136,17 @@ def parse_spec(raw: Mapping[str, Any]) -> DeploymentSpec:
         smoke_test=_parse_smoke_test(_mapping(raw.get("smokeTest"), "smokeTest")),
         suspend=_parse_suspend(raw.get("suspend", False)),
         adoption=_parse_adoption(_mapping(raw.get("adoption"), "adoption")),
+        schedule=_parse_schedule(raw.get("schedule")),
     )
+
+
+def _parse_schedule(raw: Any) -> Schedule | None:
+    body = _mapping(raw, "schedule")
+    try:
+        return parse_schedule(body)
+    except ValueError as exc:
+        field_path, message = exc.args
+        raise SpecError(field_path, message) from exc
 
 
 def _parse_adoption(raw: Mapping[str, Any]) -> Literal["Never", "Adopt", "AdoptOrCreate"]:

@@ -20,7 +20,12 @@ from qa_operator.plan import TRANSITIONAL, Action, ObservedEndpoint, Plan, State
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
-def plan_suspended(plan: Plan, endpoint: ObservedEndpoint | None, desired: DesiredState) -> Plan:
+def plan_suspended(
+    plan: Plan,
+    endpoint: ObservedEndpoint | None,
+    desired: DesiredState,
+    by_schedule: bool = False,
+) -> Plan:
     """What a pass does while the spec says suspend. An endpoint that is not ours stays the
     conflict the usual plan reports; one SageMaker is working on is deleted once it settles."""
     kept = f"model {desired.model.name} and endpoint config {desired.config.name} are kept"
@@ -28,7 +33,12 @@ def plan_suspended(plan: Plan, endpoint: ObservedEndpoint | None, desired: Desir
         return Plan(
             State.SUSPENDED,
             "Suspended",
-            f"suspended: no endpoint runs; {kept}; set spec.suspend to false to resume",
+            f"suspended: no endpoint runs; {kept}; "
+            + (
+                "spec.schedule resumes it in its next awake window"
+                if by_schedule
+                else "set spec.suspend to false to resume"
+            ),
         )
     if not endpoint.owned:
         return plan

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -91,3 +92,27 @@ def test_suspend_keeps_config_model_and_package_and_resume_serves_them_again(
     assert timed
     reasons = [reason for reason, _ in events(kube_cluster, namespace, "sleepy")]
     assert "Resumed" in reasons
+
+
+def test_schedule_keeps_an_endpoint_asleep_outside_its_windows_and_wakes_it_inside(
+    kube_cluster: Any, aws: Any, namespace: str, operator: Any, s3_model_uri: str
+) -> None:
+    # A one-minute window two days from now: asleep whenever the test runs.
+    later = (dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).strftime("%a")
+    operator.start()
+    asleep = {"timezone": "UTC", "awake": [f"{later} 00:00-00:01"]}
+    apply(kube_cluster, namespace, deployment("nightly", s3_model_uri, schedule=asleep))
+
+    def suspended() -> dict[str, Any] | None:
+        obj = get(kube_cluster, namespace, "nightly")
+        return obj if (obj or {}).get("status", {}).get("phase") == "Suspended" else None
+
+    obj = wait_for("nightly Suspended", suspended, operator=operator)
+    assert "spec.schedule" in condition(obj, "Ready")["message"]
+    assert aws.calls("sagemaker", "CreateEndpoint") == 0
+
+    awake = {"timezone": "Europe/Copenhagen", "awake": ["Mon-Sun 00:00-24:00"]}
+    apply(kube_cluster, namespace, deployment("nightly", s3_model_uri, schedule=awake))
+    ready = wait_ready(kube_cluster, namespace, "nightly", operator, generation=2)
+    assert ready["status"]["endpointStatus"] == "InService"
+    assert aws.calls("sagemaker", "CreateEndpoint") == 1
