@@ -156,3 +156,33 @@ def test_a_package_gone_fails_the_resume_and_a_sound_spec_passes_with_quota_skip
     assert owned(aws, obj["metadata"]["uid"]) == {"endpoints": [], "configs": [], "models": []}
     assert [aws.calls("sagemaker", op) for op in CREATES] == creates
     assert wait_degraded(kube_cluster, namespace, "gone", operator)
+
+
+def test_an_instance_type_without_quota_or_not_offered_fails_with_nothing_created(
+    kube_cluster: Any, aws: Any, namespace: str, operator: Any, s3_model_uri: str
+) -> None:
+    aws.client("iam").create_role(
+        RoleName=ROLE_NAME, AssumeRolePolicyDocument=trust("sagemaker.amazonaws.com")
+    )
+    aws.set_service_quotas(
+        "sagemaker",
+        {"ml.m5.large for endpoint usage": 1, "ml.g5.xlarge for endpoint usage": 0},
+    )
+    operator.start(QA_OPERATOR_PREFLIGHT="on", QA_OPERATOR_SERVING_IMAGE=pushed_image(aws))
+
+    apply(kube_cluster, namespace, deployment("many", s3_model_uri, endpoint={"instanceCount": 3}))
+    obj = preflight_failure(kube_cluster, namespace, "many", operator, 1)
+    message = condition(obj, "Degraded")["message"]
+    assert "preflight check InstanceQuota failed" in message and "is 1, fewer than the 3" in message
+    nothing_created(aws, obj)
+
+    offered_nowhere = {"instanceType": "ml.p9.huge", "instanceCount": 1}
+    apply(kube_cluster, namespace, deployment("many", s3_model_uri, endpoint=offered_nowhere))
+    obj = preflight_failure(kube_cluster, namespace, "many", operator, 2)
+    assert "ml.p9.huge is not offered" in condition(obj, "Degraded")["message"]
+    nothing_created(aws, obj)
+
+    apply(kube_cluster, namespace, deployment("many", s3_model_uri, endpoint={"instanceCount": 1}))
+    ready = wait_ready(kube_cluster, namespace, "many", operator, generation=3)
+    checks = {c["name"]: c["result"] for c in ready["status"]["preflight"]["checks"]}
+    assert checks["InstanceQuota"] == "Passed"
