@@ -6,6 +6,7 @@ patch, the events to post, when to look again). kopf's handlers are thin wrapper
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import random
@@ -14,12 +15,22 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from qa_operator import adoption, conditions, deadlines, preflight, schedule, smoke, suspend
+from qa_operator import (
+    adoption,
+    conditions,
+    deadlines,
+    freshness,
+    preflight,
+    schedule,
+    smoke,
+    suspend,
+)
 from qa_operator.artifacts import ModelPackager
 from qa_operator.aws.preflight import PreflightGateway
 from qa_operator.aws.runtime import SageMakerRuntimeGateway
 from qa_operator.aws.s3 import PackageStore
 from qa_operator.aws.sagemaker import SageMakerGateway
+from qa_operator.aws.source_versions import SourceVersions
 from qa_operator.conditions import Verdict
 from qa_operator.desired import (
     Artifacts,
@@ -54,7 +65,7 @@ from qa_operator.plan import (
 )
 from qa_operator.policy import PolicyFile
 from qa_operator.settings import OperatorSettings
-from qa_operator.spec import DeploymentSpec, SpecError, parse_spec
+from qa_operator.spec import DeploymentSpec, S3Source, SpecError, parse_spec
 
 AwsClientFactory = Callable[[str, str], Any]
 log = logging.getLogger(__name__)
@@ -194,6 +205,7 @@ class Reconciler:
         outcome.status.update(
             region=region, endpointName=name, invocationUrl=invocation_url(region, name)
         )
+        spec = self._with_source_version(spec, region)
         artifacts = self._artifacts(resource, spec, region, outcome)
         desired = desired_state(spec, owner, artifacts, execution_role_arn=role)
         outcome.status.update(modelName=desired.model.name, endpointConfigName=desired.config.name)
@@ -237,6 +249,14 @@ class Reconciler:
                 "generation": resource.generation,
             }
         return plan
+
+    def _with_source_version(self, spec: DeploymentSpec, region: str) -> DeploymentSpec:
+        """spec.model.refresh OnResync: the source key holds what an S3 source holds now
+        (freshness.py), so new weights under the same prefix are packaged and rolled out."""
+        if spec.refresh != "OnResync" or not isinstance(spec.source, S3Source):
+            return spec
+        listing = SourceVersions(self._aws("s3", region)).s3_listing(spec.source.uri)
+        return dataclasses.replace(spec, source_version=freshness.s3_version(listing))
 
     def _adopt(
         self,

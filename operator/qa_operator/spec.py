@@ -118,6 +118,9 @@ class DeploymentSpec:
     suspend: bool = False  # hibernate: no endpoint, its config and model kept (suspend.py)
     adoption: Literal["Never", "Adopt", "AdoptOrCreate"] = "Never"  # adoption.py
     schedule: Schedule | None = None  # suspended outside its awake windows (schedule.py)
+    refresh: Literal["Never", "OnResync"] = "Never"  # spec.model.refresh (freshness.py)
+    # What the source holds now (freshness.py), set by the reconciler; part of the source key.
+    source_version: str | None = None
 
 
 def parse_spec(raw: Mapping[str, Any]) -> DeploymentSpec:
@@ -137,7 +140,14 @@ def parse_spec(raw: Mapping[str, Any]) -> DeploymentSpec:
         suspend=_parse_suspend(raw.get("suspend", False)),
         adoption=_parse_adoption(_mapping(raw.get("adoption"), "adoption")),
         schedule=_parse_schedule(raw.get("schedule")),
+        refresh=_parse_refresh(model.get("refresh", "Never")),
     )
+
+
+def _parse_refresh(raw: Any) -> Literal["Never", "OnResync"]:
+    if raw not in ("Never", "OnResync"):
+        raise SpecError("model.refresh", f"must be Never or OnResync, not {raw!r}")
+    return raw
 
 
 def _parse_schedule(raw: Any) -> Schedule | None:
