@@ -89,6 +89,8 @@ class Controls:
         self.faults: list[Fault] = []
         self.calls: Counter[tuple[str, str]] = Counter()
         self.runtime: EndpointRuntime | None = None
+        # ListServiceQuotas (servicequotas.py): service code -> quota name -> applied value.
+        self.service_quotas: dict[str, dict[str, float]] = {}
 
     def reset(self) -> None:
         """Everything back to defaults; the runtime, if any, stops its containers and is removed."""
@@ -98,6 +100,7 @@ class Controls:
             self.failed_creations.clear()
             self.failed_updates.clear()
             self.faults.clear()
+            self.service_quotas.clear()
         self.set_runtime(None)
 
     def set_runtime(self, runtime: EndpointRuntime | None) -> None:

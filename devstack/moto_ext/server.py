@@ -17,7 +17,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from . import sagemaker
+from . import sagemaker, servicequotas
 from .controls import CONTROLS
 from .faults import FaultInjector
 from .runtime import EndpointRuntime, InvocationProxy
@@ -79,6 +79,7 @@ class ExtendedMotoServer:
         # Read at IAM backend creation; real accounts have AWS managed policies.
         os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
         sagemaker.install()
+        servicequotas.install()
         self._handler = logging.FileHandler(self.log_path)
         self._handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
         for name in ("werkzeug", "moto_ext"):

@@ -61,6 +61,8 @@ def verdict_for(state: State, reason: str, message: str) -> Verdict:
         State.ROLLING_BACK: ("Degraded", trio("False", "True", "True")),
         State.ROLLED_BACK: ("Degraded", trio("False", "False", "True")),
         State.CONFLICT: ("Failed", trio("False", "False", "True")),
+        State.SUSPENDING: ("Suspending", trio("False", "True", "False")),
+        State.SUSPENDED: ("Suspended", trio("False", "False", "False")),
     }
     phase, conditions = table[state]
     return Verdict(phase, conditions)

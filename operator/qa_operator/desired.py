@@ -233,4 +233,6 @@ def source_key(spec: DeploymentSpec, limits: ServingLimits | None = None) -> str
         and not isinstance(spec.source, MlflowSource)
     ):
         identity["servingLimits"] = limits.to_dict()
+    if spec.source_version:  # spec.model.refresh OnResync: what the source holds now
+        identity["sourceVersion"] = spec.source_version
     return short_hash(identity, 16)

@@ -58,6 +58,8 @@ class State(enum.Enum):
     CONFLICT = "Conflict"
     DELETING = "Deleting"
     DELETED = "Deleted"
+    SUSPENDING = "Suspending"  # spec.suspend: the endpoint is being deleted, config kept
+    SUSPENDED = "Suspended"  # spec.suspend: no endpoint, config and model kept (suspend.py)
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,13 @@ class Plan:
     @property
     def settled(self) -> bool:
         """Nothing will change without a new spec or an outside change: poll slowly."""
-        return self.state in (State.READY, State.FAILED, State.ROLLED_BACK, State.CONFLICT)
+        return self.state in (
+            State.READY,
+            State.FAILED,
+            State.ROLLED_BACK,
+            State.CONFLICT,
+            State.SUSPENDED,
+        )
 
     @property
     def starts_endpoint_work(self) -> bool:

@@ -6,6 +6,7 @@ patch, the events to post, when to look again). kopf's handlers are thin wrapper
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import random
@@ -14,14 +15,27 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from qa_operator import autoscaling, capacity, conditions, smoke
+from qa_operator import (
+    adoption,
+    autoscaling,
+    capacity,
+    conditions,
+    deadlines,
+    freshness,
+    preflight,
+    schedule,
+    smoke,
+    suspend,
+)
 from qa_operator.artifacts import ModelPackager
 from qa_operator.aws.autoscaling import AutoscalingGateway
 from qa_operator.aws.capacity import CapacityGateway
 from qa_operator.aws.observation import Observations
+from qa_operator.aws.preflight import PreflightGateway
 from qa_operator.aws.runtime import SageMakerRuntimeGateway
 from qa_operator.aws.s3 import PackageStore
 from qa_operator.aws.sagemaker import SageMakerGateway
+from qa_operator.aws.source_versions import SourceVersions
 from qa_operator.conditions import Verdict
 from qa_operator.desired import (
     Artifacts,
@@ -57,7 +71,7 @@ from qa_operator.plan import (
 )
 from qa_operator.policy import PolicyFile
 from qa_operator.settings import OperatorSettings
-from qa_operator.spec import DeploymentSpec, SpecError, parse_spec
+from qa_operator.spec import DeploymentSpec, S3Source, SpecError, parse_spec
 
 AwsClientFactory = Callable[[str, str], Any]
 log = logging.getLogger(__name__)
@@ -92,6 +106,15 @@ DELETING_PHASE = "Deleting"
 # After a pass that asked SageMaker to change the endpoint: look again this soon (SageMaker may
 # already be done), then back off from poll_min_seconds.
 FIRST_LOOK_SECONDS = 0.2
+# The actions a preflight must pass before (preflight.py): the calls that create or change.
+PREFLIGHT_GUARDS = frozenset(
+    {
+        Action.CREATE_MODEL,
+        Action.CREATE_ENDPOINT_CONFIG,
+        Action.CREATE_ENDPOINT,
+        Action.UPDATE_ENDPOINT,
+    }
+)
 
 
 def invocation_url(region: str, endpoint: str) -> str:
@@ -208,16 +231,21 @@ class Reconciler:
         outcome.status.update(
             region=region, endpointName=name, invocationUrl=invocation_url(region, name)
         )
+        spec = self._with_source_version(spec, region)
         artifacts = self._artifacts(resource, spec, region, outcome)
         desired = desired_state(spec, owner, artifacts, execution_role_arn=role)
         outcome.status.update(modelName=desired.model.name, endpointConfigName=desired.config.name)
         outcome.status.update(async_status(spec.endpoint, status))
 
         endpoint = sagemaker.observe_endpoint(name, owner, changing=not resync)
+        endpoint = self._adopt(spec, owner, name, endpoint, sagemaker, outcome)
         needs_prerequisites = endpoint is None or endpoint.config_name != desired.config.name
         observed = self._observe(desired, endpoint, owner, sagemaker, needs_prerequisites)
         history = _history(resource, spec, self.settings)
         plan = plan_reconcile(desired, observed, history)
+        plan = self._deadline(resource, spec, desired, endpoint, plan, outcome)
+        plan = self._suspension(resource, spec, desired, endpoint, plan, outcome)
+        self._preflight(resource, spec, desired, plan, region, outcome)
         if Action.SMOKE_TEST in plan.actions and endpoint is not None:
             plan = self._smoke_test(resource, spec, desired, endpoint, history, region, outcome)
         plan = self._scale_in_place(plan, spec, endpoint, region, outcome)
@@ -250,6 +278,137 @@ class Reconciler:
                 "generation": resource.generation,
             }
         return plan
+
+    def _with_source_version(self, spec: DeploymentSpec, region: str) -> DeploymentSpec:
+        """spec.model.refresh OnResync: the source key holds what an S3 source holds now
+        (freshness.py), so new weights under the same prefix are packaged and rolled out."""
+        if spec.refresh != "OnResync" or not isinstance(spec.source, S3Source):
+            return spec
+        listing = SourceVersions(self._aws("s3", region)).s3_listing(spec.source.uri)
+        return dataclasses.replace(spec, source_version=freshness.s3_version(listing))
+
+    def _adopt(
+        self,
+        spec: DeploymentSpec,
+        owner: Owner,
+        name: str,
+        endpoint: ObservedEndpoint | None,
+        sagemaker: SageMakerGateway,
+        outcome: Outcome,
+    ) -> ObservedEndpoint | None:
+        """spec.adoption (adoption.py): an endpoint made outside becomes ours by its tags."""
+        step = adoption.plan_adoption(spec.adoption, endpoint, name, owner, self._now())
+        if step.missing is not None:
+            raise TerminalError("NothingToAdopt", step.missing)
+        if step.tags_to_set and step.endpoint is not None:
+            sagemaker.set_tags(step.endpoint.arn, step.tags_to_set)
+            outcome.status["adopted"] = dict(step.record or {})
+            outcome.events.append(
+                Event(
+                    "Normal",
+                    "AdoptedEndpoint",
+                    f"adopted endpoint {name} (its config {step.endpoint.config_name} is left "
+                    "as found); it is now reconciled to the spec",
+                )
+            )
+        return step.endpoint
+
+    def _deadline(
+        self,
+        resource: Resource,
+        spec: DeploymentSpec,
+        desired: DesiredState,
+        endpoint: ObservedEndpoint | None,
+        plan: Plan,
+        outcome: Outcome,
+    ) -> Plan:
+        """Past the create/update deadline, the plan becomes the timeout's (deadlines.py)."""
+        if self._suspended_by(spec):
+            return plan  # nothing is created or updated while suspended: nothing to time
+        check = deadlines.check_deadline(
+            plan,
+            endpoint,
+            desired.config.name,
+            resource.generation,
+            deadlines.Clock.from_status(resource.status.get("deadline")),
+            spec.endpoint.timeouts,
+            (self.settings.create_timeout_seconds, self.settings.update_timeout_seconds),
+            self._now(),
+        )
+        if check.clock is not None or resource.status.get("deadline"):
+            outcome.status["deadline"] = check.clock.to_status() if check.clock else None
+        if check.timed_out_now:
+            outcome.events.append(Event("Warning", check.plan.reason, check.plan.message))
+        return check.plan
+
+    def _suspension(
+        self,
+        resource: Resource,
+        spec: DeploymentSpec,
+        desired: DesiredState,
+        endpoint: ObservedEndpoint | None,
+        plan: Plan,
+        outcome: Outcome,
+    ) -> Plan:
+        """spec.suspend (or spec.schedule outside its awake windows) replaces the plan
+        (suspend.py); status.suspension times the resume."""
+        by = self._suspended_by(spec)
+        if by is not None:
+            plan = suspend.plan_suspended(plan, endpoint, desired, by_schedule=by == "schedule")
+            # A resumed endpoint is a new one: its smoke test is asked again before Ready.
+            if resource.status.get("smokeTest"):
+                outcome.status["smokeTest"] = None
+        previous = suspend.Suspension.from_status(resource.status.get("suspension"))
+        step = suspend.next_record(previous, by is not None, plan.state, self._now())
+        if step.record != previous:
+            outcome.status["suspension"] = step.record.to_status()
+        if step.resumed_now:
+            outcome.events.append(
+                Event(
+                    "Normal",
+                    "Resumed",
+                    f"endpoint {desired.endpoint.name} Ready again {step.record.resume_seconds:g}s "
+                    "after it was resumed",
+                )
+            )
+        return plan
+
+    def _suspended_by(self, spec: DeploymentSpec) -> str | None:
+        if spec.suspend:
+            return "suspend"
+        if schedule.asleep(spec.schedule, self._now()):
+            return "schedule"
+        return None
+
+    def _preflight(
+        self,
+        resource: Resource,
+        spec: DeploymentSpec,
+        desired: DesiredState,
+        plan: Plan,
+        region: str,
+        outcome: Outcome,
+    ) -> None:
+        """Before the plan's first Create or Update call: raises PreflightFailed (terminal, so
+        nothing is created) when a check fails. Once per generation and config."""
+        if not self.settings.preflight or not any(a in PREFLIGHT_GUARDS for a in plan.actions):
+            return
+        record = preflight.Record.from_status(resource.status.get("preflight"))
+        if record is None or not record.covers(resource.generation, desired.config.name):
+            compute = spec.endpoint.compute
+            facts = PreflightGateway(lambda service: self._aws(service, region)).facts(
+                role_arn=desired.model.execution_role_arn,
+                image_uri=desired.model.image_uri,
+                package_url=desired.model.model_data_url,
+                instance_type=getattr(compute, "instance_type", None),
+                instance_count=getattr(compute, "instance_count", 1),
+            )
+            record = preflight.Record(
+                resource.generation, desired.config.name, preflight.judge(facts)
+            )
+            outcome.status["preflight"] = record.to_status()
+        if (failed := record.failure) is not None:
+            raise TerminalError("PreflightFailed", preflight.failure_message(failed))
 
     def _smoke_test(
         self,
@@ -334,6 +493,16 @@ class Reconciler:
                 Event("Normal", action.value, f"{action.value} for endpoint {name}")
             )
         outcome.status.update(autoscaling.scaling_status(desired, recorded))
+
+    def _delete_endpoint(
+        self, name: str, region: str, status: Mapping[str, Any], sagemaker: SageMakerGateway
+    ) -> None:
+        """Its autoscaling first: a scalable target must not outlive the variant it scales (on
+        delete, suspend and a create deadline's clean-up alike)."""
+        if status.get("autoscaling"):
+            gateway = AutoscalingGateway(self._aws("application-autoscaling", region))
+            gateway.deregister(autoscaling.resource_id(name))
+        sagemaker.delete_endpoint(name)
 
     def _identity(self, owner: Owner, spec: DeploymentSpec, status: Mapping[str, Any]) -> Identity:
         """The endpoint the spec asks for. Without a region in the spec, the recorded one wins
@@ -475,7 +644,7 @@ class Reconciler:
                     f"{history.last_known_good}",
                 )
             elif action is Action.DELETE_ENDPOINT:
-                sagemaker.delete_endpoint(desired.endpoint.name)
+                self._delete_endpoint(desired.endpoint.name, region, resource.status, sagemaker)
                 note("DeletingEndpoint", plan.message)
             elif action is Action.DELETE_SUPERSEDED:
                 status = {**resource.status, **outcome.status}  # with this pass's records
@@ -642,11 +811,7 @@ class Reconciler:
         plan = plan_delete(sagemaker.describe_endpoint(name, owner))
         step.append(plan.message)
         if Action.DELETE_ENDPOINT in plan.actions:
-            # Its autoscaling first: a scalable target must not outlive the variant it scales.
-            if status.get("autoscaling"):
-                gateway = AutoscalingGateway(self._aws("application-autoscaling", region))
-                gateway.deregister(autoscaling.resource_id(name))
-            sagemaker.delete_endpoint(name)
+            self._delete_endpoint(name, region, status, sagemaker)
             outcome.events.append(Event("Normal", "DeletingEndpoint", plan.message))
         if plan.state is State.DELETING:
             outcome.done = False

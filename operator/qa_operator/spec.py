@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from qa_operator.model.config import InferenceConfig
+from qa_operator.schedule import Schedule, parse_schedule
+from qa_operator.timeouts import Timeouts, parse_timeouts
 
 SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
@@ -150,6 +152,7 @@ class EndpointSettings:
     enable_network_isolation: bool = False
     autoscaling: Autoscaling | None = None
     deployment: Deployment | None = None
+    timeouts: Timeouts = field(default_factory=Timeouts)
 
 
 @dataclass(frozen=True)
@@ -186,6 +189,12 @@ class DeploymentSpec:
     image: ImageSettings = ImageSettings()
     deletion_policy: Literal["Delete", "Retain"] = "Delete"
     smoke_test: SmokeTest = SmokeTest()
+    suspend: bool = False  # hibernate: no endpoint, its config and model kept (suspend.py)
+    adoption: Literal["Never", "Adopt", "AdoptOrCreate"] = "Never"  # adoption.py
+    schedule: Schedule | None = None  # suspended outside its awake windows (schedule.py)
+    refresh: Literal["Never", "OnResync"] = "Never"  # spec.model.refresh (freshness.py)
+    # What the source holds now (freshness.py), set by the reconciler; part of the source key.
+    source_version: str | None = None
 
 
 def parse_spec(raw: Mapping[str, Any]) -> DeploymentSpec:
@@ -202,6 +211,10 @@ def parse_spec(raw: Mapping[str, Any]) -> DeploymentSpec:
         image=_parse_image(image),
         deletion_policy=policy,
         smoke_test=_parse_smoke_test(_mapping(raw.get("smokeTest"), "smokeTest")),
+        suspend=_parse_suspend(raw.get("suspend", False)),
+        adoption=_parse_adoption(_mapping(raw.get("adoption"), "adoption")),
+        schedule=_parse_schedule(raw.get("schedule")),
+        refresh=_parse_refresh(model.get("refresh", "Never")),
     )
     if parsed.endpoint.async_inference is not None and parsed.smoke_test.enabled is not False:
         raise SpecError(
@@ -210,6 +223,34 @@ def parse_spec(raw: Mapping[str, Any]) -> DeploymentSpec:
             "(InvokeEndpoint), an asynchronous endpoint answers through S3",
         )
     return parsed
+
+
+def _parse_refresh(raw: Any) -> Literal["Never", "OnResync"]:
+    if raw not in ("Never", "OnResync"):
+        raise SpecError("model.refresh", f"must be Never or OnResync, not {raw!r}")
+    return raw
+
+
+def _parse_schedule(raw: Any) -> Schedule | None:
+    body = _mapping(raw, "schedule")
+    try:
+        return parse_schedule(body)
+    except ValueError as exc:
+        field_path, message = exc.args
+        raise SpecError(field_path, message) from exc
+
+
+def _parse_adoption(raw: Mapping[str, Any]) -> Literal["Never", "Adopt", "AdoptOrCreate"]:
+    policy = raw.get("policy", "Never")
+    if policy not in ("Never", "Adopt", "AdoptOrCreate"):
+        raise SpecError("adoption.policy", f"must be Never, Adopt or AdoptOrCreate, not {policy!r}")
+    return policy
+
+
+def _parse_suspend(raw: Any) -> bool:
+    if not isinstance(raw, bool):
+        raise SpecError("suspend", "must be true or false")
+    return raw
 
 
 def _parse_source(model: Mapping[str, Any]) -> ModelSource:
@@ -291,6 +332,7 @@ def _parse_endpoint(raw: Mapping[str, Any]) -> EndpointSettings:
         enable_network_isolation=isolation,
         autoscaling=_parse_autoscaling(raw.get("autoscaling"), compute),
         deployment=_parse_deployment(raw.get("deployment"), compute),
+        timeouts=_parse_timeouts(raw.get("timeouts")),
     )
     if isinstance(compute, ServerlessCompute):
         refused = [
@@ -470,6 +512,15 @@ def _s3_uri(raw: Mapping[str, Any], key: str, path: str, *, required: bool = Fal
     if uri and not S3_URI.match(uri):
         raise SpecError(path, f"must look like s3://bucket/prefix, not {uri!r}")
     return uri
+
+
+def _parse_timeouts(raw: Any) -> Timeouts:
+    body = _mapping(raw, "endpoint.timeouts")
+    try:
+        return parse_timeouts(body)
+    except ValueError as exc:
+        field_path, message = exc.args
+        raise SpecError(field_path, message) from exc
 
 
 def _parse_compute(raw: Mapping[str, Any]) -> Compute:

@@ -76,6 +76,12 @@ class MotoServer:
                 deleting=Phase(deleting_describes, deleting_seconds),
             )
 
+    def set_service_quotas(self, service_code: str, quotas: dict[str, float]) -> None:
+        """ListServiceQuotas answers these applied values (quota name -> value) for the code;
+        a code never set answers NoSuchResourceException (devstack/moto_ext/servicequotas.py)."""
+        with CONTROLS.lock:
+            CONTROLS.service_quotas[service_code] = dict(quotas)
+
     def fail_next_endpoint_creation(self, endpoint_name: str, reason: str) -> None:
         """The next CreateEndpoint of this name ends `Failed` with this FailureReason."""
         with CONTROLS.lock:

@@ -37,6 +37,8 @@ VERDICTS = {
     State.FAILED: ("Failed", "False", "False", "True"),
     State.ROLLED_BACK: ("Degraded", "False", "False", "True"),
     State.CONFLICT: ("Failed", "False", "False", "True"),
+    State.SUSPENDING: ("Suspending", "False", "True", "False"),
+    State.SUSPENDED: ("Suspended", "False", "False", "False"),
 }
 
 

@@ -340,3 +340,21 @@ def test_metrics_and_leader_election_settings() -> None:
 def test_bad_operations_settings_stop_the_start(env: dict[str, str], fragment: str) -> None:
     with pytest.raises(SettingsError, match=fragment):
         OperatorSettings.from_env(env)
+
+
+def test_lifecycle_settings_deadlines_and_preflight() -> None:
+    defaults = OperatorSettings.from_env({})
+    assert (defaults.create_timeout_seconds, defaults.update_timeout_seconds) == (3600.0, 5400.0)
+    assert defaults.preflight is False
+    custom = OperatorSettings.from_env(
+        {
+            "QA_OPERATOR_CREATE_TIMEOUT_SECONDS": "1800",
+            "QA_OPERATOR_UPDATE_TIMEOUT_SECONDS": "600",
+            "QA_OPERATOR_PREFLIGHT": "on",
+        }
+    )
+    assert (custom.create_timeout_seconds, custom.update_timeout_seconds) == (1800.0, 600.0)
+    assert custom.preflight is True
+    for bad in ({"QA_OPERATOR_CREATE_TIMEOUT_SECONDS": "0"}, {"QA_OPERATOR_PREFLIGHT": "maybe"}):
+        with pytest.raises(SettingsError):
+            OperatorSettings.from_env(bad)
