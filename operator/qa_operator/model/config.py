@@ -80,6 +80,12 @@ class InferenceConfig:
             )
         return self
 
+    def __repr__(self) -> str:
+        # The operator keys packages on this repr (desired.source_key): the default engine is
+        # left out so that existing resources keep their key.
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items())
+        return f"InferenceConfig({shown})"
+
     def to_dict(self) -> dict[str, Any]:
         """The settings as a mapping; the default engine is left out, so that a torch package
         keeps the digest it had before engines existed."""
