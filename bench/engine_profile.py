@@ -33,7 +33,15 @@ from qa_operator.model.onnx_export import export_onnx
 from qa_operator.model.tiny import build_tiny_qa_model
 from qa_throughput import SIZES, make_inputs
 
-MATMULS = ("MatMul", "MatMulInteger", "Gemm", "FusedMatMul", "MatMulIntegerToFloat", "QGemm")
+MATMULS = (
+    "MatMul",
+    "FusedMatMul",
+    "Gemm",
+    "MatMulInteger",
+    "MatMulIntegerToFloat",
+    "DynamicQuantizeMatMul",
+    "QGemm",
+)
 PEAK_SIZE = 2048
 
 

@@ -266,3 +266,4 @@ def test_onnxruntime_package_without_torch_where_it_is_built_is_a_clear_error(
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "torch is not installed here" in out.stdout
+    assert not (tmp_path / "p").exists()  # nothing half-built left at the destination

@@ -15,6 +15,7 @@ import gzip
 import hashlib
 import io
 import os
+import shutil
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -98,7 +99,11 @@ def build_package(
     artifacts = {"model": "artifacts/model"}
     skip = _redundant_weights(model_dir)
     if config.engine == "onnxruntime":
-        _export_onnx(model_dir, tokenizer_dir or model_dir, dest / "artifacts" / "onnx", config)
+        try:
+            _export_onnx(model_dir, tokenizer_dir or model_dir, dest / "artifacts" / "onnx", config)
+        except Exception:
+            shutil.rmtree(dest, ignore_errors=True)  # no half-built package left behind
+            raise
         artifacts["onnx"] = "artifacts/onnx"
         skip |= {rel for rel, _ in _files(model_dir) if rel.endswith(_TORCH_WEIGHT_SUFFIXES)}
     _link_tree(model_dir, dest / "artifacts" / "model", skip=skip)
@@ -208,10 +213,8 @@ def _file_sha256(path: Path) -> str:
 
 
 def _export_onnx(model_dir: Path, tokenizer_dir: Path, dest: Path, config: InferenceConfig) -> None:
-    try:
-        from qa_operator.model.onnx_export import export_onnx
-    except ImportError as exc:  # pragma: no cover - depends on what is installed
-        raise ValueError(f"engine onnxruntime is exported from the torch model: {exc}") from exc
+    from qa_operator.model.onnx_export import export_onnx
+
     try:
         import torch  # noqa: F401
     except ImportError as exc:
