@@ -51,6 +51,7 @@ devstack-up: setup test-peers
 
 bench: setup test-peers
 	$(PY) bench/qa_throughput.py
+	$(PY) bench/engine_profile.py
 	$(PY) bench/linear_kernels.py
 	$(PY) bench/image_push.py
 	$(PY) bench/image_build.py

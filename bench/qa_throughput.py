@@ -11,11 +11,22 @@ layers; random weights, nothing downloaded):
   Linear layers on oneDNN with packed weights (model/kernels.py);
 * fp32_stock_linear: the same with PyTorch's stock Linear kernels, to show what the batching and
   what the kernels each bring;
-* int8: ours with dynamic int8 quantization of the Linear layers.
+* int8: ours with dynamic int8 quantization of the Linear layers;
+* onnxruntime_fp32, onnxruntime_int8: ours with `engine: onnxruntime`, the graph our packaging
+  exports (fused, checked against torch; int8 by ORT dynamic quantization);
+* ort_peer_fp32, ort_peer_int8: ONNX Runtime as a user would run it, the benchmark peer: the
+  model exported with torch.onnx.export's defaults, ORT's quantize_dynamic defaults for int8, a
+  default session, under the same tokenization, length batches and span selection as ours.
+
+Answers are checked against the peer of the same precision (`answers_equal_to_peer`: the share
+of rows with the same span), and `vs_ort_peer` gives each of ours against that peer (median of
+per-round ratios; >= 1 means ours is at least as fast); `targets` says whether the fastest of ours
+reaches the peer in each precision.
 
 The last line of output is one JSON object: {"<size>": {"model", "rows_per_s",
-"speedup_vs_row_loop", ...}, ...}: rows_per_s from each method's best round, speedups as the
-median of per-round ratios. Timings depend on the machine and its load; see docs/model.md.
+"speedup_vs_row_loop", "vs_ort_peer", "answers_equal_to_peer", "targets", ...}, ...}:
+rows_per_s from each method's best round, speedups and ratios as the median of per-round ratios.
+Timings depend on the machine and its load; see docs/model.md.
 """
 
 from __future__ import annotations
@@ -26,8 +37,10 @@ import json
 import os
 import platform
 import random
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -37,7 +50,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
 import torch
 
 from qa_operator.model.config import InferenceConfig
-from qa_operator.model.inference import QAEngine, prepare_model
+from qa_operator.model.inference import OnnxQAEngine, QAEngine, WindowedQA, prepare_model
+from qa_operator.model.onnx_export import export_onnx, session
 from qa_operator.model.tiny import WORDS, build_tiny_qa_model
 
 SIZES: dict[str, dict[str, Any]] = {
@@ -86,6 +100,42 @@ def row_loop(tokenizer: Any, model: Any, questions: list[str], texts: list[str])
     return invalid
 
 
+def ort_peer_graphs(model: Any, tokenizer: Any, directory: Path) -> tuple[Path, Path]:
+    """The peer's (fp32, int8) graphs: torch.onnx.export and quantize_dynamic, defaults."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    example = tokenizer(["Who?"], ["Alex lives in Copenhagen."], return_tensors="pt")
+
+    class Logits(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            out = self.model(**dict(zip(names, inputs, strict=True)))
+            return out.start_logits, out.end_logits
+
+    fp32, int8 = directory / "peer-fp32.onnx", directory / "peer-int8.onnx"
+    axes = {0: "batch", 1: "sequence"}
+    torch.onnx.export(
+        Logits().eval(),
+        tuple(example[n] for n in names),
+        str(fp32),
+        input_names=names,
+        output_names=["start_logits", "end_logits"],
+        dynamic_axes={n: axes for n in (*names, "start_logits", "end_logits")},
+        dynamo=False,
+    )
+    model.eval()
+    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+    return fp32, int8
+
+
+def spans(engine: WindowedQA, questions: list[str], texts: list[str]) -> list[tuple[int, int]]:
+    return [(a.start, a.end) for a in engine.answer(questions, texts)]
+
+
 def timed_interleaved(runs: dict[str, Any], repeats: int) -> dict[str, list[float]]:
     """Wall times of each run in each of `repeats` rounds; every round runs each method once,
     so load from other processes on a shared machine falls on all methods alike."""
@@ -119,25 +169,53 @@ def bench_size(
     # The row loop reads each text in one 512-token window; ours uses the same window so that
     # both do the same work (at 384 ours would split the longer texts into two windows).
     config = InferenceConfig(batch_size=batch_size, max_seq_length=max_seq_length)
-    fp32 = QAEngine(tokenizer, prepare_model(copy.deepcopy(model), "none"), config)
-    fp32_stock = QAEngine(tokenizer, prepare_model(model, "none", onednn=False), config)
-    int8 = QAEngine(tokenizer, prepare_model(model, "dynamic-int8"), config)
-    warm_q, warm_t = questions[:2], texts[:2]
-    row_loop(tokenizer, model, warm_q, warm_t)
-    for engine in (fp32, fp32_stock, int8):
-        engine.answer(warm_q, warm_t)
+    scratch = Path(tempfile.mkdtemp(prefix="qa-bench-"))
+    tokenizer.save_pretrained(str(scratch / "model"))
+    model.save_pretrained(str(scratch / "model"))
+    ours_graphs = {
+        q: export_onnx(scratch / "model", scratch / "model", scratch / q, q)
+        for q in ("none", "dynamic-int8")
+    }
+    peer_fp32, peer_int8 = ort_peer_graphs(copy.deepcopy(model), tokenizer, scratch)
+    engines: dict[str, WindowedQA] = {
+        "fp32": QAEngine(tokenizer, prepare_model(copy.deepcopy(model), "none"), config),
+        "fp32_stock_linear": QAEngine(
+            tokenizer, prepare_model(copy.deepcopy(model), "none", onednn=False), config
+        ),
+        "int8": QAEngine(tokenizer, prepare_model(copy.deepcopy(model), "dynamic-int8"), config),
+        "onnxruntime_fp32": OnnxQAEngine(tokenizer, session(ours_graphs["none"]), config),
+        "onnxruntime_int8": OnnxQAEngine(tokenizer, session(ours_graphs["dynamic-int8"]), config),
+        "ort_peer_fp32": OnnxQAEngine(tokenizer, _default_session(peer_fp32), config),
+        "ort_peer_int8": OnnxQAEngine(tokenizer, _default_session(peer_int8), config),
+    }
+    shutil.rmtree(scratch)  # the sessions hold their graphs
+    row_loop(tokenizer, model, questions[:2], texts[:2])
+    answers = {name: spans(engine, questions, texts) for name, engine in engines.items()}
 
     invalid: list[int] = []
-    seconds = timed_interleaved(
-        {
-            "row_loop": lambda: invalid.append(row_loop(tokenizer, model, questions, texts)),
-            "fp32": lambda: fp32.answer(questions, texts),
-            "fp32_stock_linear": lambda: fp32_stock.answer(questions, texts),
-            "int8": lambda: int8.answer(questions, texts),
-        },
-        repeats,
-    )
+    runs: dict[str, Any] = {
+        "row_loop": lambda: invalid.append(row_loop(tokenizer, model, questions, texts))
+    }
+    for method, engine in engines.items():
+        runs[method] = lambda engine=engine: engine.answer(questions, texts)
+    seconds = timed_interleaved(runs, repeats)
     rows_per_s = {k: round(rows / min(v), 2) for k, v in seconds.items()}
+    peer_of = {
+        "fp32": "ort_peer_fp32",
+        "onnxruntime_fp32": "ort_peer_fp32",
+        "int8": "ort_peer_int8",
+        "onnxruntime_int8": "ort_peer_int8",
+    }
+    vs_peer = {
+        ours: round(paired_speedup(seconds[peer], seconds[ours]), 3)
+        for ours, peer in peer_of.items()
+    }
+    equal = {
+        ours: round(
+            sum(a == b for a, b in zip(answers[ours], answers[peer], strict=True)) / rows, 3
+        )
+        for ours, peer in peer_of.items()
+    }
     return {
         "model": {
             "name": name,
@@ -160,8 +238,26 @@ def bench_size(
             for k, v in seconds.items()
             if k != "row_loop"
         },
+        "vs_ort_peer": vs_peer,
+        "answers_equal_to_peer": equal,
+        "targets": {
+            "fp32_at_least_ort_fp32": max(vs_peer["fp32"], vs_peer["onnxruntime_fp32"]) >= 1,
+            "int8_at_least_ort_int8": max(vs_peer["int8"], vs_peer["onnxruntime_int8"]) >= 1,
+        },
         "row_loop_end_before_start": invalid[0],
     }
+
+
+def _default_session(path: Path) -> Any:
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def _onnxruntime_version() -> str:
+    import onnxruntime as ort
+
+    return str(ort.__version__)
 
 
 def main() -> int:
@@ -192,6 +288,7 @@ def main() -> int:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        "onnxruntime": _onnxruntime_version(),
         "python": platform.python_version(),
         "load_avg_1m": round(os.getloadavg()[0], 2),
     }

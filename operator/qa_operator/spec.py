@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from qa_operator.model.config import InferenceConfig
+from qa_operator.model.config import ENGINES, InferenceConfig
 from qa_operator.schedule import Schedule, parse_schedule
 from qa_operator.timeouts import Timeouts, parse_timeouts
 
@@ -283,12 +283,16 @@ def _parse_inference(raw: Mapping[str, Any]) -> InferenceConfig:
         raise SpecError(
             "model.inference.quantize", f"must be none or dynamic-int8, not {quantize!r}"
         )
+    engine = raw.get("engine", defaults.engine)
+    if engine not in ENGINES:
+        raise SpecError("model.inference.engine", f"must be torch or onnxruntime, not {engine!r}")
     config = InferenceConfig(
         max_answer_length=_int(raw, "maxAnswerLength", defaults.max_answer_length, 1, 512),
         max_seq_length=_int(raw, "maxSeqLength", defaults.max_seq_length, 32, 512),
         doc_stride=_int(raw, "docStride", defaults.doc_stride, 0, 511),
         batch_size=_int(raw, "batchSize", defaults.batch_size, 1, 1024),
         quantize=quantize,
+        engine=engine,
     )
     if config.doc_stride >= config.max_seq_length:
         raise SpecError("model.inference.docStride", "must be smaller than maxSeqLength")

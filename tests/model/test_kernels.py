@@ -137,6 +137,7 @@ def test_a_loaded_engine_runs_on_cpu_with_onednn_layers(tmp_path: Path) -> None:
 
     engine = load_engine(model_dir, model_dir, InferenceConfig())
 
+    assert isinstance(engine, QAEngine)
     assert engine.device == torch.device("cpu")
     assert linear_count(engine.model, OneDnnLinear) == 2 * engine.model.config.num_hidden_layers
     [answer] = engine.answer(QUESTIONS[:1], TEXTS[:1])

@@ -183,3 +183,87 @@ def test_pickle_weights_are_left_out_when_safetensors_exist(
     package = build_package(both, tmp_path / "pkg", InferenceConfig())
     assert not (package.path / "artifacts" / "model" / "pytorch_model.bin").exists()
     assert package.digest == tiny_qa_package.digest
+
+
+def test_default_torch_package_records_no_engine(tiny_qa_package: ModelPackage) -> None:
+    # Packages from before engines existed keep their digest: the default engine is implicit.
+    mlmodel = yaml.safe_load((tiny_qa_package.path / "MLmodel").read_text())
+    assert "engine" not in mlmodel["flavors"]["python_function"]["config"]
+    assert "onnxruntime" not in (tiny_qa_package.path / "requirements.txt").read_text()
+
+
+def test_onnxruntime_package_records_its_engine_and_graph_not_torch_weights(
+    tiny_qa_model_dir: Path, tmp_path: Path
+) -> None:
+    config = InferenceConfig(engine="onnxruntime", quantize="dynamic-int8")
+    package = build_package(tiny_qa_model_dir, tmp_path / "onnx", config)
+    mlmodel = yaml.safe_load((package.path / "MLmodel").read_text())
+    pyfunc = mlmodel["flavors"]["python_function"]
+    assert pyfunc["config"]["engine"] == "onnxruntime"
+    assert pyfunc["config"]["quantize"] == "dynamic-int8"
+    assert pyfunc["artifacts"]["onnx"] == {"path": "artifacts/onnx"}
+    assert (package.path / "artifacts" / "onnx" / "model.onnx").is_file()
+    model_files = {p.name for p in (package.path / "artifacts" / "model").iterdir()}
+    assert "model.safetensors" not in model_files
+    assert {"config.json", "tokenizer.json"} <= model_files
+    names = {r.split("==")[0] for r in (package.path / "requirements.txt").read_text().split()}
+    assert "onnxruntime" in names and "torch" not in names
+    assert InferenceConfig.from_dict(pyfunc["config"]) == config
+
+
+def test_an_onnx_graph_off_from_the_torch_logits_fails_the_check(
+    make_tiny_qa_model_dir: Callable[[Path, int], Path], tmp_path: Path
+) -> None:
+    import torch
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    from qa_operator.model.onnx_export import (
+        FP32_TOLERANCE,
+        ExportMismatch,
+        check_logits,
+        export_onnx,
+        probe_inputs,
+    )
+
+    reference_dir = make_tiny_qa_model_dir(tmp_path / "seed0", 0)
+    other_dir = make_tiny_qa_model_dir(tmp_path / "seed1", 1)
+    other_graph = export_onnx(other_dir, other_dir, tmp_path / "graph", "none")
+    probe = probe_inputs(AutoTokenizer.from_pretrained(str(reference_dir)))
+    model = AutoModelForQuestionAnswering.from_pretrained(str(reference_dir)).eval()
+    with torch.inference_mode():
+        output = model(**{k: torch.from_numpy(v) for k, v in probe.items()})
+    expected = (output.start_logits.numpy(), output.end_logits.numpy())
+    own_graph = export_onnx(reference_dir, reference_dir, tmp_path / "own", "none")
+    assert check_logits(own_graph, probe, expected, FP32_TOLERANCE).relative < 1e-4
+    with pytest.raises(
+        ExportMismatch, match=r"differ from the torch model.s .*\(use engine: torch\)"
+    ):
+        check_logits(other_graph, probe, expected, FP32_TOLERANCE)
+
+
+def test_onnxruntime_package_without_torch_where_it_is_built_is_a_clear_error(
+    tiny_qa_model_dir: Path, tmp_path: Path
+) -> None:
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "sys.modules['torch'] = None  # as in the operator image\n"
+        "from qa_operator.model.config import InferenceConfig\n"
+        "from qa_operator.model.packaging import build_package\n"
+        "try:\n"
+        "    build_package(Path(sys.argv[1]), Path(sys.argv[2]),\n"
+        "                  InferenceConfig(engine='onnxruntime'))\n"
+        "except ValueError as error:\n"
+        "    print(error)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": OPERATOR_SRC}
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tiny_qa_model_dir), str(tmp_path / "p")],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "torch is not installed here" in out.stdout
+    assert not (tmp_path / "p").exists()  # nothing half-built left at the destination

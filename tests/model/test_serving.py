@@ -30,14 +30,28 @@ TEXT = "My name is Alex, I am 32 and live in Copenhagen."
 OPERATOR_SRC = str(Path(qa_operator.__file__).resolve().parents[1])
 
 
+@pytest.fixture(scope="module", params=["torch", "onnxruntime"])
+def engine_package(
+    request: pytest.FixtureRequest,
+    tiny_qa_package: ModelPackage,
+    tiny_qa_model_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> ModelPackage:
+    """The tiny model's package for each engine: every serving test runs on both."""
+    if request.param == "torch":
+        return tiny_qa_package
+    dest = tmp_path_factory.mktemp("onnx-serving") / "package"
+    return build_package(tiny_qa_model_dir, dest, InferenceConfig(engine="onnxruntime"))
+
+
 @pytest.fixture(scope="module")
-def server_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def server_log(engine_package: ModelPackage, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("serving") / "server.log"
 
 
 @pytest.fixture(scope="module")
-def server(tiny_qa_package: ModelPackage, server_log: Path) -> Iterator[str]:
-    with _serving(tiny_qa_package.path, server_log) as url:
+def server(engine_package: ModelPackage, server_log: Path) -> Iterator[str]:
+    with _serving(engine_package.path, server_log) as url:
         yield url
 
 
@@ -101,11 +115,17 @@ def test_ping(server: str) -> None:
     assert requests.get(f"{server}/ping", timeout=10).status_code == 200
 
 
-def test_the_server_log_says_where_the_model_runs(server: str, server_log: Path) -> None:
+def test_the_server_log_says_where_the_model_runs(
+    server: str, server_log: Path, engine_package: ModelPackage
+) -> None:
     import torch
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    assert f"QA model runs on {device} (quantize: none)" in server_log.read_text()
+    if "onnx" in (engine_package.path / "MLmodel").read_text():
+        expected = "QA model runs on ONNX Runtime, CPU (quantize: none)"
+    else:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        expected = f"QA model runs on {device} (quantize: none)"
+    assert expected in server_log.read_text()
 
 
 def test_all_request_formats_give_the_same_answers(server: str) -> None:

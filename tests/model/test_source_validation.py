@@ -133,6 +133,7 @@ def test_mlmodel_problem(mlmodel: dict[str, Any], found: str | None) -> None:
         (InferenceConfig(), []),
         (InferenceConfig(max_seq_length=128, doc_stride=32), ["maxSeqLength", "docStride"]),
         (InferenceConfig(quantize="dynamic-int8"), ["quantize"]),
+        (InferenceConfig(engine="onnxruntime"), ["engine"]),
     ],
 )
 def test_non_default_inference(config: InferenceConfig, expected: list[str]) -> None:

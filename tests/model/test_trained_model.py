@@ -18,8 +18,8 @@ import torch
 
 from qa_operator.model import trained
 from qa_operator.model.config import InferenceConfig
-from qa_operator.model.inference import QAEngine, load_engine
-from qa_operator.model.packaging import ModelPackage
+from qa_operator.model.inference import WindowedQA, load_engine
+from qa_operator.model.packaging import ModelPackage, build_package
 from qa_operator.model.trained import (
     HELD_OUT,
     POST_TEXT,
@@ -55,9 +55,26 @@ UNSEEN = (
 )
 
 
-@pytest.fixture(scope="module")
-def engine(trained_qa_model_dir: Path) -> QAEngine:
-    return load_engine(trained_qa_model_dir, trained_qa_model_dir, InferenceConfig())
+@pytest.fixture(
+    scope="module",
+    params=[
+        InferenceConfig(),
+        InferenceConfig(engine="onnxruntime"),
+        InferenceConfig(engine="onnxruntime", quantize="dynamic-int8"),
+    ],
+    ids=["torch", "onnxruntime", "onnxruntime-int8"],
+)
+def engine(
+    request: pytest.FixtureRequest,
+    trained_qa_model_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> WindowedQA:
+    config: InferenceConfig = request.param
+    if config.engine == "torch":
+        return load_engine(trained_qa_model_dir, trained_qa_model_dir, config)
+    package = build_package(trained_qa_model_dir, tmp_path_factory.mktemp("onnx") / "p", config)
+    artifacts = package.path / "artifacts"
+    return load_engine(artifacts / "model", artifacts / "model", config, artifacts / "onnx")
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +132,7 @@ def test_examples_point_at_their_answers() -> None:
 
 @pytest.mark.parametrize(("text", "question", "expected"), UNSEEN)
 def test_answers_people_and_sentences_it_never_saw(
-    engine: QAEngine, training_contexts: set[str], text: str, question: str, expected: str
+    engine: WindowedQA, training_contexts: set[str], text: str, question: str, expected: str
 ) -> None:
     assert text not in training_contexts
     [answer] = engine.answer([question], [text])

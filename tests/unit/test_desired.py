@@ -423,3 +423,16 @@ def test_operator_serving_limits_change_the_key_of_a_package_it_builds(
 def test_serving_limits_do_not_change_the_key_of_an_mlflow_source() -> None:
     mlflow = spec(model={"mlflow": {"modelUri": "models:/qa/1", "trackingUri": "http://m:5000"}})
     assert source_key(mlflow, ServingLimits(max_rows=8)) == source_key(mlflow)
+
+
+def test_source_key_keeps_its_value_with_the_default_engine_and_changes_with_another() -> None:
+    base = spec()
+    # The repr existing resources were keyed on, from before engines existed.
+    assert repr(base.inference) == (
+        "InferenceConfig(max_answer_length=30, max_seq_length=384, doc_stride=128, "
+        "batch_size=16, quantize='none', num_threads=None)"
+    )
+    model = {"huggingface": {"id": "deepset/roberta-base-squad2"}}
+    onnx = spec(model={**model, "inference": {"engine": "onnxruntime"}})
+    assert source_key(onnx) != source_key(base)
+    assert source_key(spec(model={**model, "inference": {"engine": "torch"}})) == source_key(base)

@@ -47,6 +47,13 @@ def with_inference(**fields: Any) -> dict[str, Any]:
     return raw
 
 
+def test_inference_engine_parses_and_defaults_to_torch() -> None:
+    onnx = parse_spec(with_inference(engine="onnxruntime", quantize="dynamic-int8"))
+    assert onnx.inference.engine == "onnxruntime"
+    assert onnx.inference.quantize == "dynamic-int8"
+    assert parse_spec(with_inference()).inference.engine == "torch"
+
+
 def test_full_body_parses_to_typed_spec() -> None:
     raw = {
         "model": {
@@ -416,6 +423,12 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
         with_inference(quantize="int4"),
         "model.inference.quantize",
         "'int4'",
+    ),
+    (
+        "bad-engine",
+        with_inference(engine="tensorrt"),
+        "model.inference.engine",
+        "'tensorrt'",
     ),
     (
         "inference-not-object",

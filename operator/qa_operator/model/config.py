@@ -7,6 +7,11 @@ from typing import Any, Literal, cast
 
 Quantize = Literal["none", "dynamic-int8"]
 QUANTIZE_MODES: tuple[str, ...] = ("none", "dynamic-int8")
+# torch runs the HuggingFace weights (the reference); onnxruntime runs an ONNX graph exported from
+# them when the model is packaged (model/onnx_export.py), and needs no torch to serve.
+Engine = Literal["torch", "onnxruntime"]
+ENGINES: tuple[str, ...] = ("torch", "onnxruntime")
+DEFAULT_ENGINE: Engine = "torch"
 
 # Settings a request may override (MLflow params); quantization and threads are fixed at load.
 REQUEST_PARAMS: tuple[str, ...] = (
@@ -34,6 +39,7 @@ class InferenceConfig:
     batch_size: int = 16
     quantize: Quantize = "none"
     num_threads: int | None = None
+    engine: Engine = DEFAULT_ENGINE
 
     def validate(self) -> InferenceConfig:
         """Raise ValueError naming the first bad setting; return self so calls can chain."""
@@ -62,6 +68,8 @@ class InferenceConfig:
             raise ValueError(
                 f"quantize must be one of {', '.join(QUANTIZE_MODES)}, got {self.quantize!r}"
             )
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if self.num_threads is not None and (
             isinstance(self.num_threads, bool)
             or not isinstance(self.num_threads, int)
@@ -72,8 +80,19 @@ class InferenceConfig:
             )
         return self
 
+    def __repr__(self) -> str:
+        # The operator keys packages on this repr (desired.source_key): the default engine is
+        # left out so that existing resources keep their key.
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items())
+        return f"InferenceConfig({shown})"
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The settings as a mapping; the default engine is left out, so that a torch package
+        keeps the digest it had before engines existed."""
+        data = asdict(self)
+        if data["engine"] == DEFAULT_ENGINE:
+            del data["engine"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> InferenceConfig:
@@ -89,6 +108,8 @@ class InferenceConfig:
         values = {k: v for k, v in data.items() if v is not None or k == "num_threads"}
         if "quantize" in values:
             values["quantize"] = cast(Quantize, values["quantize"])
+        if "engine" in values:
+            values["engine"] = cast(Engine, values["engine"])
         return cls(**values).validate()
 
     def merged(self, overrides: dict[str, Any] | None) -> InferenceConfig:

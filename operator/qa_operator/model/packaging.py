@@ -15,6 +15,7 @@ import gzip
 import hashlib
 import io
 import os
+import shutil
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,12 +46,19 @@ class ModelPackage:
     digest: str  # "sha256:<hex>" content digest of the package
 
 
-def pinned_requirements() -> list[str]:
-    """`name==version` for each distribution the package needs at serving time."""
+# The distribution each engine runs on; a package requires its own engine's, not the others'.
+ENGINE_DISTRIBUTIONS = {"torch": "torch", "onnxruntime": "onnxruntime"}
+# Weight files the onnxruntime engine never reads (its weights are in the ONNX graph).
+_TORCH_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".ckpt")
+
+
+def pinned_requirements(engine: str = "torch") -> list[str]:
+    """`name==version` for each distribution a package for `engine` needs at serving time."""
+    others = {d for e, d in ENGINE_DISTRIBUTIONS.items() if e != engine}
     lines = (
         line.split("#", 1)[0].strip() for line in RUNTIME_REQUIREMENTS.read_text().splitlines()
     )
-    return [line for line in lines if line]
+    return [line for line in lines if line and line.split("==")[0] not in others]
 
 
 def build_package(
@@ -63,7 +71,11 @@ def build_package(
 ) -> ModelPackage:
     """Package the HuggingFace model in `model_dir` (and its tokenizer, from `tokenizer_dir` or
     else `model_dir`) as an MLflow pyfunc model at `dest`, which must not exist yet. `limits`
-    (default: ServingLimits()) are what the serving layer enforces per request."""
+    (default: ServingLimits()) are what the serving layer enforces per request.
+
+    With `engine: onnxruntime` the model is exported to ONNX here (and quantized for
+    "dynamic-int8"), which needs torch where the package is built; the graph is checked against
+    the torch model's logits (ValueError if off) and packaged instead of the torch weights."""
     config.validate()
     if limits is not None:
         limits.validate()
@@ -82,10 +94,19 @@ def build_package(
         signature=_signature(config),
         input_example=_input_example(),
         model_config=model_config(config, limits),
-        pip_requirements=pinned_requirements(),
+        pip_requirements=pinned_requirements(config.engine),
     )
     artifacts = {"model": "artifacts/model"}
-    _link_tree(model_dir, dest / "artifacts" / "model", skip=_redundant_weights(model_dir))
+    skip = _redundant_weights(model_dir)
+    if config.engine == "onnxruntime":
+        try:
+            _export_onnx(model_dir, tokenizer_dir or model_dir, dest / "artifacts" / "onnx", config)
+        except Exception:
+            shutil.rmtree(dest, ignore_errors=True)  # no half-built package left behind
+            raise
+        artifacts["onnx"] = "artifacts/onnx"
+        skip |= {rel for rel, _ in _files(model_dir) if rel.endswith(_TORCH_WEIGHT_SUFFIXES)}
+    _link_tree(model_dir, dest / "artifacts" / "model", skip=skip)
     if tokenizer_dir is not None:
         _link_tree(Path(tokenizer_dir), dest / "artifacts" / "tokenizer")
         artifacts["tokenizer"] = "artifacts/tokenizer"
@@ -189,6 +210,19 @@ def _file_sha256(path: Path) -> str:
         while chunk := f.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _export_onnx(model_dir: Path, tokenizer_dir: Path, dest: Path, config: InferenceConfig) -> None:
+    from qa_operator.model.onnx_export import export_onnx
+
+    try:
+        import torch  # noqa: F401
+    except ImportError as exc:
+        raise ValueError(
+            "engine onnxruntime is exported from the torch model when the model is packaged, "
+            "and torch is not installed here: package with engine torch, or where torch is"
+        ) from exc
+    export_onnx(model_dir, tokenizer_dir, dest, config.quantize)
 
 
 def _redundant_weights(model_dir: Path) -> set[str]:

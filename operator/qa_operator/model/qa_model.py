@@ -2,9 +2,9 @@
 
 `build_package` hands this file's path to `mlflow.pyfunc.save_model(python_model=...)`; MLflow
 copies it into the package and runs it on load, so nothing is pickled. The tokenizer and the
-model weights are artifacts ("tokenizer", "model"), the inference settings (and any non-default
-serving limits) are `model_config`, and each request may override the per-request settings through
-MLflow `params`.
+model weights are artifacts ("tokenizer", "model"; "onnx" holds the onnxruntime engine's graph),
+the inference settings (and any non-default serving limits) are `model_config`, and each request
+may override the per-request settings through MLflow `params`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ class QAModel(PythonModel):
         artifacts = context.artifacts
         model_dir = Path(artifacts["model"])
         tokenizer_dir = Path(artifacts.get("tokenizer", artifacts["model"]))
-        self._engine = load_engine(model_dir, tokenizer_dir, config)
+        onnx_dir = Path(artifacts["onnx"]) if "onnx" in artifacts else None
+        self._engine = load_engine(model_dir, tokenizer_dir, config, onnx_dir)
 
     def token_counts(self) -> TokenCounts:
         """The tokenizer's exact question lengths, for the serving layer's windows check."""

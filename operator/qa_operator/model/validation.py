@@ -36,6 +36,7 @@ INFERENCE_SPEC_FIELDS = {
     "batch_size": "batchSize",
     "quantize": "quantize",
     "num_threads": "numThreads",
+    "engine": "engine",
 }
 
 

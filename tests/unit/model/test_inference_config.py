@@ -33,6 +33,7 @@ def test_defaults_are_valid_and_round_trip() -> None:
         ({"batch_size": 2.5}, "batch_size must be an integer"),
         ({"max_answer_length": True}, "max_answer_length must be an integer"),
         ({"quantize": "int4"}, "quantize must be one of none, dynamic-int8"),
+        ({"engine": "tensorrt"}, "engine must be one of torch, onnxruntime"),
         ({"num_threads": 0}, "num_threads"),
     ],
 )
@@ -57,3 +58,12 @@ def test_request_overrides_merge_and_validate() -> None:
     )
     with pytest.raises(ValueError, match="doc_stride"):
         base.merged({"doc_stride": 256})
+
+
+def test_the_engine_round_trips_and_the_default_one_is_left_out() -> None:
+    onnx = InferenceConfig(engine="onnxruntime", quantize="dynamic-int8")
+    assert onnx.to_dict()["engine"] == "onnxruntime"
+    assert InferenceConfig.from_dict(onnx.to_dict()) == onnx
+    assert onnx.merged({"batch_size": 4}).engine == "onnxruntime"
+    assert "engine" not in InferenceConfig().to_dict()
+    assert InferenceConfig.from_dict({}).engine == "torch"
