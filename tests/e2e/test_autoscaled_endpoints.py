@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from devstack.moto_ext.autoscaling import autoscale
-from support.e2e import apply, deployment, get, wait_for, wait_ready
+from support.e2e import apply, deployment, endpoint_observations, get, wait_for, wait_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -50,10 +50,10 @@ def _count(aws: Any, endpoint: str) -> int:
 
 
 def _more_passes(aws: Any, operator: Any, passes: int = 4) -> None:
-    describes = aws.calls("sagemaker", "DescribeEndpoint")
+    describes = endpoint_observations(aws)
     wait_for(
         f"{passes} more reconcile passes",
-        lambda: aws.calls("sagemaker", "DescribeEndpoint") >= describes + passes,
+        lambda: endpoint_observations(aws) >= describes + passes,
         operator=operator,
     )
 

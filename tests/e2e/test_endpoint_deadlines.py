@@ -11,6 +11,7 @@ from support.e2e import (
     apply,
     condition,
     deployment,
+    endpoint_observations,
     events,
     get,
     wait_degraded,
@@ -43,10 +44,10 @@ def test_create_deadline_passing_is_degraded_with_sagemakers_status_and_leaves_t
     sm = aws.client("sagemaker")
     assert sm.describe_endpoint(EndpointName=endpoint)["EndpointStatus"] == "Creating"
 
-    describes = aws.calls("sagemaker", "DescribeEndpoint")
+    describes = endpoint_observations(aws)
     wait_for(
         "several more passes",
-        lambda: aws.calls("sagemaker", "DescribeEndpoint") >= describes + 4,
+        lambda: endpoint_observations(aws) >= describes + 4,
         operator=operator,
     )
     assert aws.calls("sagemaker", "DeleteEndpoint") == 0, "onTimeout Fail deleted the endpoint"
@@ -81,10 +82,10 @@ def test_create_deadline_with_on_timeout_delete_deletes_the_stuck_endpoint_until
     # The model and config stay for the next try; nothing is created again on the resyncs.
     assert sm.describe_model(ModelName=degraded["status"]["modelName"])
     assert sm.describe_endpoint_config(EndpointConfigName=degraded["status"]["endpointConfigName"])
-    describes = aws.calls("sagemaker", "DescribeEndpoint")
+    describes = endpoint_observations(aws)
     wait_for(
         "several more passes",
-        lambda: aws.calls("sagemaker", "DescribeEndpoint") >= describes + 4,
+        lambda: endpoint_observations(aws) >= describes + 4,
         operator=operator,
     )
     assert aws.calls("sagemaker", "CreateEndpoint") == 1, "the timed-out endpoint was recreated"

@@ -9,7 +9,16 @@ from typing import Any
 import pytest
 
 from devstack.moto_ext.deployment import set_alarm
-from support.e2e import apply, condition, deployment, get, wait_degraded, wait_for, wait_ready
+from support.e2e import (
+    apply,
+    condition,
+    deployment,
+    endpoint_observations,
+    get,
+    wait_degraded,
+    wait_for,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -74,10 +83,10 @@ def test_an_alarm_rollback_is_degraded_naming_the_alarm_and_not_retried(
         == (first["status"]["endpointConfigName"])
     )
     updates = aws.calls("sagemaker", "UpdateEndpoint")
-    describes = aws.calls("sagemaker", "DescribeEndpoint")
+    describes = endpoint_observations(aws)
     wait_for(
         "more passes",
-        lambda: aws.calls("sagemaker", "DescribeEndpoint") >= describes + 4,
+        lambda: endpoint_observations(aws) >= describes + 4,
         operator=operator,
     )
     assert aws.calls("sagemaker", "UpdateEndpoint") == updates, "the rolled back config was retried"

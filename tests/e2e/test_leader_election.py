@@ -14,7 +14,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.processes import free_port
 from qa_operator.leader import LeaseElector, Timing
-from support.e2e import apply, deployment, get, is_ready, owned, wait_for, wait_ready
+from support.e2e import (
+    apply,
+    deployment,
+    endpoint_observations,
+    get,
+    is_ready,
+    owned,
+    wait_for,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.e2e
 LEASE_NAMESPACE = "qa-operator"  # where manifests/10-rbac.yaml lets the operator hold Leases
@@ -117,8 +126,8 @@ def test_of_two_replicas_only_the_leader_acts_and_the_other_takes_over_when_it_i
     first = wait_ready(kube_cluster, namespace, "first", operator)
     # Both replicas watch the same namespace; let the leader look a few more times, then check
     # that nothing was done twice (a second actor would have called each Create* again).
-    describes = aws.calls("sagemaker", "DescribeEndpoint")
-    wait_for("more resyncs", lambda: aws.calls("sagemaker", "DescribeEndpoint") >= describes + 3)
+    describes = endpoint_observations(aws)
+    wait_for("more resyncs", lambda: endpoint_observations(aws) >= describes + 3)
     creates = ("CreateModel", "CreateEndpointConfig", "CreateEndpoint")
     assert {op: aws.calls("sagemaker", op) for op in creates} == dict.fromkeys(creates, 1)
     assert _holder(kube_cluster, lease).startswith("replica-a_")
@@ -132,8 +141,8 @@ def test_of_two_replicas_only_the_leader_acts_and_the_other_takes_over_when_it_i
     assert _holder(kube_cluster, lease).startswith("replica-b_")
     assert _leading(ports[1]) == 1
 
-    describes = aws.calls("sagemaker", "DescribeEndpoint")
-    wait_for("more resyncs", lambda: aws.calls("sagemaker", "DescribeEndpoint") >= describes + 3)
+    describes = endpoint_observations(aws)
+    wait_for("more resyncs", lambda: endpoint_observations(aws) >= describes + 3)
     assert {op: aws.calls("sagemaker", op) for op in creates} == dict.fromkeys(creates, 2)
     for obj in (first, second):
         assert {kind: len(names) for kind, names in owned(aws, obj["metadata"]["uid"]).items()} == {

@@ -15,6 +15,7 @@ from support.e2e import (
     apply,
     condition,
     deployment,
+    endpoint_observations,
     get,
     owned,
     wait_degraded,
@@ -89,10 +90,10 @@ def test_role_missing_then_not_trusting_sagemaker_then_image_missing_each_fail_w
 
     # Cached for this generation: resyncs do not ask IAM again.
     get_role = aws.calls("iam", "GetRole")
-    describes = aws.calls("sagemaker", "DescribeEndpoint")
+    describes = endpoint_observations(aws)
     wait_for(
         "several more passes",
-        lambda: aws.calls("sagemaker", "DescribeEndpoint") >= describes + 4,
+        lambda: endpoint_observations(aws) >= describes + 4,
         operator=operator,
     )
     assert aws.calls("iam", "GetRole") == get_role

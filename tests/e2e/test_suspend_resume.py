@@ -12,6 +12,7 @@ from support.e2e import (
     apply,
     condition,
     deployment,
+    endpoint_observations,
     events,
     get,
     package_objects,
@@ -58,10 +59,10 @@ def test_suspend_keeps_config_model_and_package_and_resume_serves_them_again(
     assert sm.describe_model(ModelName=first["modelName"])
     assert package_objects(aws) == packages
 
-    describes = aws.calls("sagemaker", "DescribeEndpoint")
+    describes = endpoint_observations(aws)
     wait_for(
         "several suspended passes",
-        lambda: aws.calls("sagemaker", "DescribeEndpoint") >= describes + 4,
+        lambda: endpoint_observations(aws) >= describes + 4,
         operator=operator,
     )
     assert aws.calls("sagemaker", "CreateEndpoint") == creates["CreateEndpoint"]
