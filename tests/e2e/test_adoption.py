@@ -83,8 +83,11 @@ def test_adopt_an_endpoint_made_outside_then_change_it_and_delete_leaves_what_it
         },
     )
     changed = wait_ready(kube_cluster, namespace, "adopter", operator, generation=2)
-    config = sm.describe_endpoint_config(EndpointConfigName=changed["status"]["endpointConfigName"])
-    assert config["ProductionVariants"][0]["InitialInstanceCount"] == 2
+    # A count alone is set in place on the adopted endpoint, as on any endpoint of ours.
+    assert changed["status"]["endpointConfigName"] == status["endpointConfigName"]
+    variants = sm.describe_endpoint(EndpointName=name)["ProductionVariants"]
+    assert variants[0]["DesiredInstanceCount"] == 2
+    assert aws.calls("sagemaker", "UpdateEndpointWeightsAndCapacities") == 1
 
     kube_cluster.kubectl("delete", "qamodeldeployments", "adopter", "-n", namespace, "--wait=false")
     wait_for(
