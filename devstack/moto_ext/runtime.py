@@ -22,6 +22,19 @@ DeleteEndpoint, InvokeEndpoint; the failure texts are the service's own, as user
   for an endpoint that does not exist or does not serve, `ModelError` (424) with
   OriginalStatusCode, OriginalMessage and LogStreamArn when the container answers non-2xx or does
   not answer within `invoke_timeout_s` (SageMaker: 60 s).
+- InvokeEndpointAsync (POST /endpoints/<name>/async-invocations, answered 202 at once; API
+  reference InvokeEndpointAsync, developer guide "Asynchronous inference"): only for an endpoint
+  whose current EndpointConfig has AsyncInferenceConfig (else `ValidationError`, our wording).
+  The request's InputLocation (`s3://bucket/key`, required) is read from moto's S3 in a
+  background thread and POSTed to the container's /invocations with the request's ContentType,
+  Accept and CustomAttributes (X-Amzn-SageMaker-Content-Type, -Accept, -Custom-Attributes); the
+  answer is written to `<S3OutputPath>/<InferenceId>.out`, a failure (input not readable,
+  container error or timeout: the ModelError message) to `<S3FailurePath>/<InferenceId>-error.out`
+  (`S3OutputPath` without S3FailurePath). InferenceId is the request's or a new UUID; the answer
+  carries it in its JSON body and X-Amzn-SageMaker-OutputLocation (and
+  X-Amzn-SageMaker-FailureLocation when S3FailurePath is set) in its headers.
+  InvocationTimeoutSeconds bounds the container's answer (default 900 s as in SageMaker);
+  RequestTTLSeconds is accepted and ignored (requests are never queued).
 - The container's output goes to a log file (CloudWatch's /aws/sagemaker/Endpoints/<name> in AWS);
   `log_tail(endpoint_name)` gives its end.
 
@@ -322,15 +335,27 @@ class EndpointRuntime:
             serving = list(self._serving.get(arn, ())) if arn is not None else []
         if not serving:
             return validation_error(f"Endpoint {endpoint_name} of account {account} not found.")
-        target = serving[0]
+        return self._post(
+            serving[0], endpoint_name, account, region, body, headers, self.invoke_timeout_s
+        )
+
+    def _post(
+        self,
+        target: _Serving,
+        endpoint_name: str,
+        account: str,
+        region: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        timeout: float,
+    ) -> Answer:
+        """POST to the container's /invocations; its answer, or SageMaker's ModelError."""
         url = f"http://127.0.0.1:{target.port}/invocations"
         session = requests.Session()
         session.trust_env = False  # loopback: never through a proxy from the environment
         try:
             with session:
-                response = session.post(
-                    url, data=body, headers=dict(headers), timeout=self.invoke_timeout_s
-                )
+                response = session.post(url, data=body, headers=dict(headers), timeout=timeout)
         except requests.Timeout:
             return model_error(
                 endpoint_name,
@@ -365,6 +390,124 @@ class EndpointRuntime:
             if name in response.headers:
                 answer_headers.append((name, response.headers[name]))
         return Answer(200, tuple(answer_headers), response.content)
+
+    # -- InvokeEndpointAsync --------------------------------------------------------------------
+
+    def invoke_async(
+        self,
+        arn: str | None,
+        endpoint_name: str,
+        *,
+        account: str,
+        region: str,
+        async_config: Mapping[str, Any] | None,
+        headers: Mapping[str, str],
+    ) -> Answer:
+        """Accept an asynchronous invocation (`async_config`: the endpoint config's
+        AsyncInferenceConfig, None without one) and answer 202 at once; a background thread asks
+        the container and writes the answer or the failure to S3. `headers`: the request's
+        X-Amzn-SageMaker-* headers by their names."""
+        with CONTROLS.lock:
+            serving = bool(self._serving.get(arn)) if arn is not None else False
+        if not serving:
+            return validation_error(f"Endpoint {endpoint_name} of account {account} not found.")
+        output = (async_config or {}).get("OutputConfig") or {}
+        if not output.get("S3OutputPath"):
+            return validation_error(
+                f"Endpoint {endpoint_name} of account {account} is not an asynchronous inference "
+                "endpoint: its endpoint configuration has no AsyncInferenceConfig."
+            )
+        input_location = headers.get("X-Amzn-SageMaker-InputLocation", "")
+        if _s3_location(input_location) is None:
+            return validation_error(
+                f"InputLocation must be an S3 URI (s3://bucket/key), not '{input_location}'."
+            )
+        try:
+            timeout = float(headers.get("X-Amzn-SageMaker-InvocationTimeoutSeconds") or 900)
+        except ValueError:
+            return validation_error("InvocationTimeoutSeconds must be an integer.")
+        if not 1 <= timeout <= 3600:
+            return validation_error("InvocationTimeoutSeconds must be between 1 and 3600.")
+        inference_id = headers.get("X-Amzn-SageMaker-Inference-Id") or str(uuid.uuid4())
+        output_location = f"{str(output['S3OutputPath']).rstrip('/')}/{inference_id}.out"
+        failure_path = output.get("S3FailurePath")
+        failure_location = (
+            f"{str(failure_path or output['S3OutputPath']).rstrip('/')}/{inference_id}-error.out"
+        )
+        forwarded = {
+            name: headers[header]
+            for header, name in (
+                ("X-Amzn-SageMaker-Content-Type", "Content-Type"),
+                ("X-Amzn-SageMaker-Accept", "Accept"),
+                ("X-Amzn-SageMaker-Custom-Attributes", "X-Amzn-SageMaker-Custom-Attributes"),
+            )
+            if headers.get(header)
+        }
+
+        def work() -> None:
+            answer = self._answer_async(
+                arn, endpoint_name, account, region, input_location, forwarded, timeout
+            )
+            if answer.status == 200:
+                self._put_s3(account, region, output_location, answer.body)
+            else:
+                error = json.loads(answer.body)
+                message = str(error.get("Message") or error.get("message") or "")
+                self._put_s3(account, region, failure_location, message.encode())
+
+        with CONTROLS.lock:
+            self._spawn(f"sagemaker-async-{endpoint_name}-{inference_id}", work)
+        answer_headers = [
+            ("Content-Type", "application/json"),
+            ("X-Amzn-SageMaker-OutputLocation", output_location),
+            ("x-amzn-RequestId", str(uuid.uuid4())),
+        ]
+        if failure_path:
+            answer_headers.append(("X-Amzn-SageMaker-FailureLocation", failure_location))
+        body = json.dumps({"InferenceId": inference_id}).encode()
+        return Answer(202, tuple(answer_headers), body)
+
+    def _answer_async(
+        self,
+        arn: str | None,
+        endpoint_name: str,
+        account: str,
+        region: str,
+        input_location: str,
+        headers: Mapping[str, str],
+        timeout: float,
+    ) -> Answer:
+        body = self._get_s3(account, region, input_location)
+        if body is None:
+            return validation_error(
+                f"Could not read the input at {input_location}: no such object, or access denied."
+            )
+        with CONTROLS.lock:
+            serving = list(self._serving.get(arn, ())) if arn is not None else []
+        if not serving:
+            return validation_error(f"Endpoint {endpoint_name} of account {account} not found.")
+        return self._post(serving[0], endpoint_name, account, region, body, headers, timeout)
+
+    @staticmethod
+    def _get_s3(account: str, region: str, url: str) -> bytes | None:
+        location = _s3_location(url)
+        if location is None:
+            return None
+        try:
+            found = s3_backends[account][get_partition(region)].get_object(*location)
+        except Exception as error:  # moto's MissingBucket, MissingKey, ...
+            log.info("runtime: reading %s: %r", url, error)
+            return None
+        return found.value if found is not None else None
+
+    @staticmethod
+    def _put_s3(account: str, region: str, url: str, value: bytes) -> None:
+        location = _s3_location(url)
+        try:
+            assert location is not None, url
+            s3_backends[account][get_partition(region)].put_object(*location, value)
+        except Exception:  # a bucket that is not there: SageMaker's answer is lost too
+            log.exception("runtime: writing %s failed", url)
 
     # -- starting -------------------------------------------------------------------------------
 
@@ -556,6 +699,12 @@ class EndpointRuntime:
 # -- SageMaker runtime's error answers ------------------------------------------------------------
 
 
+def _s3_location(url: str) -> tuple[str, str] | None:
+    """(bucket, key) of `s3://bucket/key`, else None."""
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    return (bucket, key) if url.startswith("s3://") and bucket and key else None
+
+
 def _json_error(status: int, code: str, fields: Mapping[str, Any]) -> Answer:
     body = json.dumps(dict(fields)).encode()
     headers = (
@@ -599,17 +748,28 @@ def model_error(
 
 # -- the WSGI layer -------------------------------------------------------------------------------
 
-_INVOCATIONS = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations$")
+_INVOCATIONS = re.compile(r"^/endpoints/(?P<name>[^/]+)/(?P<kind>async-)?invocations$")
 _CREDENTIAL = re.compile(r"Credential=([^/]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
 _FORWARDED = {
     "CONTENT_TYPE": "Content-Type",
     "HTTP_ACCEPT": "Accept",
     "HTTP_X_AMZN_SAGEMAKER_CUSTOM_ATTRIBUTES": "X-Amzn-SageMaker-Custom-Attributes",
 }
-_REASONS = {200: "OK", 400: "Bad Request", 424: "Failed Dependency"}
+_ASYNC_HEADERS = (
+    "X-Amzn-SageMaker-Content-Type",
+    "X-Amzn-SageMaker-Accept",
+    "X-Amzn-SageMaker-Custom-Attributes",
+    "X-Amzn-SageMaker-Inference-Id",
+    "X-Amzn-SageMaker-InputLocation",
+    "X-Amzn-SageMaker-RequestTTLSeconds",
+    "X-Amzn-SageMaker-InvocationTimeoutSeconds",
+)
+_REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 424: "Failed Dependency"}
 
 Lookup = Callable[[str, str, str], str | None]
 """(account, region, endpoint name) -> the endpoint's ARN when it takes invocations, else None."""
+AsyncLookup = Callable[[str, str, str], Mapping[str, Any] | None]
+"""(account, region, endpoint name) -> its current EndpointConfig's AsyncInferenceConfig, if any."""
 
 
 def _account_of(environ: Mapping[str, Any], access_key: str) -> str:
@@ -623,12 +783,14 @@ def _account_of(environ: Mapping[str, Any], access_key: str) -> str:
 
 class InvocationProxy:
     """WSGI layer in front of moto: while a runtime is installed, InvokeEndpoint
-    (POST /endpoints/<name>/invocations, signed for `sagemaker`) goes to the endpoint's container;
+    (POST /endpoints/<name>/invocations, signed for `sagemaker`) goes to the endpoint's container,
+    and InvokeEndpointAsync (POST /endpoints/<name>/async-invocations) to `invoke_async`;
     everything else, and everything while none is installed, goes to moto."""
 
-    def __init__(self, app: Any, lookup: Lookup) -> None:
+    def __init__(self, app: Any, lookup: Lookup, async_lookup: AsyncLookup | None = None) -> None:
         self.app = app
         self.lookup = lookup
+        self.async_lookup = async_lookup
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         runtime = CONTROLS.runtime
@@ -647,15 +809,30 @@ class InvocationProxy:
         region = credential.group(2)
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
-        headers = {header: environ[key] for key, header in _FORWARDED.items() if environ.get(key)}
-        answer = runtime.invoke(
-            self.lookup(account, region, name),
-            name,
-            account=account,
-            region=region,
-            body=body,
-            headers=headers,
-        )
+        if match["kind"]:
+            async_config = self.async_lookup(account, region, name) if self.async_lookup else None
+            answer = runtime.invoke_async(
+                self.lookup(account, region, name),
+                name,
+                account=account,
+                region=region,
+                async_config=async_config,
+                headers={
+                    header: str(environ[key])
+                    for header in _ASYNC_HEADERS
+                    if environ.get(key := "HTTP_" + header.upper().replace("-", "_"))
+                },
+            )
+        else:
+            headers = {h: environ[key] for key, h in _FORWARDED.items() if environ.get(key)}
+            answer = runtime.invoke(
+                self.lookup(account, region, name),
+                name,
+                account=account,
+                region=region,
+                body=body,
+                headers=headers,
+            )
         status_line = f"{answer.status} {_REASONS.get(answer.status, 'Error')}"
         start_response(status_line, [*answer.headers, ("Content-Length", str(len(answer.body)))])
         return [answer.body]

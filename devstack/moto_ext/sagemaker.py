@@ -429,6 +429,22 @@ def serving_endpoint(account_id: str, region: str, endpoint_name: str) -> str | 
         return str(endpoint.arn) if endpoint.endpoint_status in SERVING_STATUSES else None
 
 
+def async_inference_config(
+    account_id: str, region: str, endpoint_name: str
+) -> dict[str, Any] | None:
+    """The AsyncInferenceConfig of the endpoint's current EndpointConfig (the one that serves while
+    it is updated), None when it has none or the endpoint does not exist."""
+    try:
+        backend = sagemaker_backends[account_id][region]
+    except KeyError:
+        return None
+    with CONTROLS.lock:
+        endpoint = backend.endpoints.get(endpoint_name)
+        config = backend.endpoint_configs.get(endpoint.endpoint_config_name) if endpoint else None
+        found = config.async_inference_config if config is not None else None
+        return dict(found) if found else None
+
+
 def install() -> None:
     """Apply the patches (idempotent). Call before the server handles its first request."""
     global _INSTALLED  # noqa: PLW0603

@@ -90,7 +90,10 @@ class ExtendedMotoServer:
         if self.runtime is not None:
             CONTROLS.set_runtime(self.runtime)
         moto_app = DomainDispatcherApplication(create_backend_app)
-        app = FaultInjector(InvocationProxy(moto_app, sagemaker.serving_endpoint), CONTROLS)
+        app = FaultInjector(
+            InvocationProxy(moto_app, sagemaker.serving_endpoint, sagemaker.async_inference_config),
+            CONTROLS,
+        )
         self._server = make_server(
             self.host, 0, app, threaded=True, request_handler=MotoRequestHandler
         )

@@ -230,12 +230,119 @@ def test_an_endpoint_serves_its_model_and_the_containers_errors_come_back_as_mod
         f"Endpoint qa-nothing-here of account {aws.account_id} not found."
     )
     assert aws.calls("sagemaker", "InvokeEndpoint") == 8  # the fault injector names them
+    # InvokeEndpointAsync wants an endpoint whose config has AsyncInferenceConfig.
+    not_async = error_of(
+        lambda: smr.invoke_endpoint_async(
+            EndpointName=ENDPOINT, InputLocation=f"s3://{BUCKET}/requests/1.json"
+        )
+    )
+    assert not_async["Error"]["Code"] == "ValidationError"
+    assert not_async["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert not_async["Error"]["Message"] == (
+        f"Endpoint {ENDPOINT} of account {aws.account_id} is not an asynchronous inference "
+        "endpoint: its endpoint configuration has no AsyncInferenceConfig."
+    )
 
     sm.delete_endpoint(EndpointName=ENDPOINT)
     wait_stopped([container])
     assert sagemaker_runtime.containers(ENDPOINT) == []
     gone = error_of(lambda: ask(smr, ENDPOINT))
     assert gone["Error"]["Code"] == "ValidationError"
+
+
+def wait_object(s3: Any, url: str) -> bytes:
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        except s3.exceptions.NoSuchKey:
+            assert time.monotonic() < deadline, f"nothing at {url}"
+            time.sleep(0.2)
+
+
+def test_an_async_endpoint_reads_requests_from_s3_and_writes_answers_and_failures_there(
+    aws: MotoServer,
+    sagemaker_runtime: EndpointRuntime,
+    serving_image: BuildResult,
+    model_url: str,
+    sm: Any,
+    smr: Any,
+) -> None:
+    s3 = aws.client("s3")
+    container = {"Image": serving_image.uri, "ModelDataUrl": model_url}
+    sm.create_model(ModelName="qa-async", ExecutionRoleArn=ROLE, PrimaryContainer=container)
+    sm.create_endpoint_config(
+        EndpointConfigName="qa-async",
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": "qa-async",
+                "InstanceType": "ml.m5.large",
+                "InitialInstanceCount": 1,
+            }
+        ],
+        AsyncInferenceConfig={
+            "OutputConfig": {
+                "S3OutputPath": f"s3://{BUCKET}/answers/",
+                "S3FailurePath": f"s3://{BUCKET}/failed",
+            }
+        },
+    )
+    sm.create_endpoint(EndpointName="qa-async", EndpointConfigName="qa-async")
+    described = wait_until(sm, "qa-async", in_status("InService", "Failed"))
+    assert described["EndpointStatus"] == "InService", sagemaker_runtime.log_tail("qa-async")
+
+    rows = [{"question": q, "text": POST_TEXT} for q, _ in HELD_OUT]
+    s3.put_object(Bucket=BUCKET, Key="requests/good.json", Body=json.dumps(rows).encode())
+    accepted = smr.invoke_endpoint_async(
+        EndpointName="qa-async",
+        InputLocation=f"s3://{BUCKET}/requests/good.json",
+        ContentType="application/json",
+        Accept="application/json",
+        InferenceId="first",
+    )
+    assert accepted["ResponseMetadata"]["HTTPStatusCode"] == 202
+    assert accepted["InferenceId"] == "first"
+    assert accepted["OutputLocation"] == f"s3://{BUCKET}/answers/first.out"
+    assert accepted["FailureLocation"] == f"s3://{BUCKET}/failed/first-error.out"
+    answer = json.loads(wait_object(s3, accepted["OutputLocation"]))
+    assert [p["answer"] for p in answer["predictions"]] == EXPECTED
+
+    # Without an InferenceId the runtime makes one; the container's 400 lands in the failures.
+    s3.put_object(Bucket=BUCKET, Key="requests/bad.json", Body=b'[{"question": ')
+    refused = smr.invoke_endpoint_async(
+        EndpointName="qa-async",
+        InputLocation=f"s3://{BUCKET}/requests/bad.json",
+        ContentType="application/json",
+    )
+    made = refused["InferenceId"]
+    assert refused["FailureLocation"] == f"s3://{BUCKET}/failed/{made}-error.out"
+    failure = wait_object(s3, refused["FailureLocation"]).decode()
+    assert failure.startswith("Received client error (400) from primary")
+
+    # An input that is not there fails asynchronously too; no answer is written.
+    missing = smr.invoke_endpoint_async(
+        EndpointName="qa-async", InputLocation=f"s3://{BUCKET}/requests/none.json"
+    )
+    assert b"Could not read the input" in wait_object(s3, missing["FailureLocation"])
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="answers/")["Contents"]
+    assert [o["Key"] for o in listed] == ["answers/first.out"]
+
+    not_s3 = error_of(
+        lambda: smr.invoke_endpoint_async(EndpointName="qa-async", InputLocation="/tmp/x.json")
+    )
+    assert not_s3["Error"]["Code"] == "ValidationError"
+    unknown = error_of(
+        lambda: smr.invoke_endpoint_async(
+            EndpointName="qa-nothing-here", InputLocation=f"s3://{BUCKET}/requests/good.json"
+        )
+    )
+    assert unknown["Error"]["Message"] == (
+        f"Endpoint qa-nothing-here of account {aws.account_id} not found."
+    )
+    assert aws.calls("sagemaker", "InvokeEndpointAsync") == 5
+    sm.delete_endpoint(EndpointName="qa-async")
 
 
 def test_updates_roll_back_from_a_failing_container_and_move_to_a_good_one(
