@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,20 +46,7 @@ class PackageStore:
         return True
 
     def keys(self, bucket: str, prefix: str) -> list[str]:
-        keys: list[str] = []
-        token: str | None = None
-        while True:
-            kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
-            if token:
-                kwargs["ContinuationToken"] = token
-            page = aws_call(
-                "ListObjectsV2",
-                lambda kw=kwargs: self._client.list_objects_v2(**kw),  # type: ignore[misc]
-            )
-            keys.extend(obj["Key"] for obj in page.get("Contents", []))
-            token = page.get("NextContinuationToken")
-            if not token:
-                return keys
+        return [obj["Key"] for obj in list_objects(self._client, bucket, prefix)]
 
     def delete(self, bucket: str, keys: Iterable[str]) -> None:
         batch = [{"Key": key} for key in keys]
@@ -98,3 +85,20 @@ class PackageStore:
                 "KeyMarker": page.get("NextKeyMarker", ""),
                 "UploadIdMarker": page.get("NextUploadIdMarker", ""),
             }
+
+
+def list_objects(client: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
+    """Every object under the prefix, ListObjectsV2 page by page."""
+    token: str | None = None
+    while True:
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+        if token:
+            kwargs["ContinuationToken"] = token
+        page = aws_call(
+            "ListObjectsV2",
+            lambda kw=kwargs: client.list_objects_v2(**kw),  # type: ignore[misc]
+        )
+        yield from page.get("Contents", [])
+        token = page.get("NextContinuationToken")
+        if not token:
+            return
