@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from .runtime import EndpointRuntime
@@ -88,6 +88,8 @@ class Controls:
         self.failed_updates: dict[str, str] = {}
         self.faults: list[Fault] = []
         self.calls: Counter[tuple[str, str]] = Counter()
+        # (service, operation, who made it: callers.Caller) -> requests; the CloudTrail stand-in
+        self.callers: Counter[tuple[str, str, Any]] = Counter()
         self.runtime: EndpointRuntime | None = None
         # ListServiceQuotas (servicequotas.py): service code -> quota name -> applied value.
         self.service_quotas: dict[str, dict[str, float]] = {}
@@ -97,6 +99,7 @@ class Controls:
         with self.lock:
             self.lifecycle = Lifecycle()
             self.calls.clear()
+            self.callers.clear()
             self.failed_creations.clear()
             self.failed_updates.clear()
             self.faults.clear()
@@ -110,6 +113,10 @@ class Controls:
             previous, self.runtime = self.runtime, runtime
         if previous is not None and previous is not runtime:
             previous.stop_all()
+
+    def record_caller(self, service: str, operation: str, caller: Any) -> None:
+        with self.lock:
+            self.callers[(service, operation, caller)] += 1
 
     def take_creation_failure(self, endpoint_name: str) -> str | None:
         with self.lock:

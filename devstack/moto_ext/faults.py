@@ -23,10 +23,11 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
 
+from .callers import Caller, caller_of
 from .controls import CONTROLS, Controls, Fault
 
 log = logging.getLogger("moto_ext")
@@ -135,9 +136,15 @@ def _error(fault: Fault, protocol: str) -> tuple[str, str, bytes, str]:
 class FaultInjector:
     """Wraps a WSGI app; consults `controls` on every signed request."""
 
-    def __init__(self, app: Any, controls: Controls = CONTROLS) -> None:
+    def __init__(
+        self,
+        app: Any,
+        controls: Controls = CONTROLS,
+        caller: Callable[[dict[str, Any]], Caller] = caller_of,
+    ) -> None:
         self.app = app
         self.controls = controls
+        self.caller = caller
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         service = service_of(environ)
@@ -145,6 +152,7 @@ class FaultInjector:
             return self.app(environ, start_response)
         operation, protocol = operation_of(environ, service)
         log.info("request: %s %s", service, operation)
+        self.controls.record_caller(service, operation, self.caller(environ))
         fault = self.controls.fault_for(service, operation)
         if fault is None:
             return self.app(environ, start_response)

@@ -13,6 +13,7 @@ import kopf
 
 from qa_operator import metrics
 from qa_operator.aws.clients import AwsClients
+from qa_operator.aws.roles import AssumedRoles
 from qa_operator.desired import Owner
 from qa_operator.reconciler import Outcome, Reconciler, Resource
 from qa_operator.settings import OperatorSettings
@@ -54,7 +55,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.execution.max_workers = max(4, SETTINGS.max_concurrent_packaging * 4)
     settings.posting.level = logging.INFO
     logging.getLogger("kopf.objects").addFilter(RequeueLogLevels())
-    memo.reconciler = Reconciler(SETTINGS, AwsClients().client)
+    clients = AwsClients()
+    roles = AssumedRoles(lambda: clients.client("sts", SETTINGS.default_region), clients.build)
+    memo.reconciler = Reconciler(SETTINGS, clients.client, roles=roles.client)
     if SETTINGS.metrics_port:
         metrics.serve(SETTINGS.metrics_port)
         metrics.LEADING.set(1)  # kopf runs only in the leader (qa-operator run, leader.py)

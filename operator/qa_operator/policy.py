@@ -37,6 +37,7 @@ from urllib.parse import SplitResult, urlsplit
 
 import yaml
 
+from qa_operator.aws_identity import ROLE_ARN, IdentityRules
 from qa_operator.errors import TerminalError
 from qa_operator.settings import OperatorSettings
 from qa_operator.spec import DeploymentSpec, MlflowSource, S3Source
@@ -121,6 +122,7 @@ class Policy:
     rules: Rules = Rules()
     namespaces: Mapping[str, Rules] = field(default_factory=dict)  # merged over `rules`
     source: str = "the built-in defaults"
+    identity: IdentityRules = field(default_factory=IdentityRules)  # aws_identity.py
 
     def for_namespace(self, namespace: str) -> Rules:
         return self.namespaces.get(namespace, self.rules)
@@ -164,7 +166,9 @@ def parse_policy(text: str, source: str = "the policy") -> Policy:
         return Policy(source=source)
     if not isinstance(raw, Mapping):
         raise PolicyError(f"{source}: must be a mapping of settings")
-    rules = _parse_rules(raw, Rules(), source, allow_namespaces=True)
+    top = {key: value for key, value in raw.items() if key != "identity"}
+    rules = _parse_rules(top, Rules(), source, allow_namespaces=True)
+    identity = _parse_identity(raw.get("identity"), f"{source}: identity")
     namespaces: dict[str, Rules] = {}
     sections = raw.get("namespaces") or {}
     if not isinstance(sections, Mapping):
@@ -176,7 +180,33 @@ def parse_policy(text: str, source: str = "the policy") -> Policy:
         if not isinstance(section, Mapping):
             raise PolicyError(f"{where}: must be a mapping of settings")
         namespaces[name] = _parse_rules(section, rules, where, allow_namespaces=False)
-    return Policy(rules=rules, namespaces=namespaces, source=source)
+    return Policy(rules=rules, namespaces=namespaces, source=source, identity=identity)
+
+
+def _parse_identity(raw: Any, where: str) -> IdentityRules:
+    """`identity: {roles: {namespace: role ARN}, allowOperatorDefault: true|false}`."""
+    if raw is None:
+        return IdentityRules()
+    if not isinstance(raw, Mapping):
+        raise PolicyError(f"{where}: must be a mapping (roles, allowOperatorDefault)")
+    unknown = sorted(str(key) for key in raw if key not in ("roles", "allowOperatorDefault"))
+    if unknown:
+        raise PolicyError(f"{where}: unknown key(s) {', '.join(unknown)}")
+    allow = raw.get("allowOperatorDefault", True)
+    if not isinstance(allow, bool):
+        raise PolicyError(f"{where}.allowOperatorDefault: must be true or false")
+    roles = raw.get("roles") or {}
+    if not isinstance(roles, Mapping):
+        raise PolicyError(f"{where}.roles: must map namespace names to IAM role ARNs")
+    for namespace, role in roles.items():
+        if not isinstance(namespace, str) or not _NAMESPACE.match(namespace):
+            raise PolicyError(f"{where}.roles: {namespace!r} is not a namespace name")
+        if not isinstance(role, str) or not ROLE_ARN.match(role):
+            raise PolicyError(
+                f"{where}.roles.{namespace}: {role!r} is not an IAM role ARN "
+                "(arn:aws:iam::<account>:role/<name>)"
+            )
+    return IdentityRules(roles=dict(roles), allow_operator_default=allow)
 
 
 def _parse_rules(
@@ -564,3 +594,10 @@ class PolicyFile:
         violations = check(policy, namespace, spec, settings)
         if violations:
             raise TerminalError(POLICY_DENIED, denial_message(violations, policy.source))
+
+    def identity_rules(self) -> IdentityRules:
+        """The policy's identity section (aws_identity.py); TerminalError while it is invalid."""
+        try:
+            return self.current().identity
+        except PolicyError as exc:
+            raise TerminalError(POLICY_INVALID, str(exc)) from exc

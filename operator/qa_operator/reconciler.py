@@ -6,6 +6,7 @@ patch, the events to post, when to look again). kopf's handlers are thin wrapper
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import datetime as dt
 import logging
@@ -18,6 +19,7 @@ from typing import Any, Literal
 from qa_operator import (
     adoption,
     autoscaling,
+    aws_identity,
     capacity,
     conditions,
     deadlines,
@@ -32,10 +34,12 @@ from qa_operator.aws.autoscaling import AutoscalingGateway
 from qa_operator.aws.capacity import CapacityGateway
 from qa_operator.aws.observation import Observations
 from qa_operator.aws.preflight import PreflightGateway
+from qa_operator.aws.roles import AssumedRoles
 from qa_operator.aws.runtime import SageMakerRuntimeGateway
 from qa_operator.aws.s3 import PackageStore
 from qa_operator.aws.sagemaker import SageMakerGateway
 from qa_operator.aws.source_versions import SourceVersions
+from qa_operator.aws_identity import AwsIdentity
 from qa_operator.conditions import Verdict
 from qa_operator.desired import (
     Artifacts,
@@ -74,7 +78,20 @@ from qa_operator.settings import OperatorSettings
 from qa_operator.spec import DeploymentSpec, S3Source, SpecError, parse_spec
 
 AwsClientFactory = Callable[[str, str], Any]
+RoleClientFactory = Callable[[str, str, str, str], Any]  # (role ARN, namespace, service, region)
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Acting:
+    """Whom this thread's pass acts as in AWS: set once the pass has decided, for every client
+    it (and the packager and image resolver it calls) asks for."""
+
+    namespace: str
+    identity: AwsIdentity
+
+
+_ACTING: contextvars.ContextVar[Acting | None] = contextvars.ContextVar("acting", default=None)
 
 
 @dataclass(frozen=True)
@@ -127,6 +144,7 @@ class Reconciler:
         settings: OperatorSettings,
         aws_client: AwsClientFactory,
         *,
+        roles: RoleClientFactory | None = None,
         packager: ModelPackager | None = None,
         images: ImageResolver | None = None,
         policy: PolicyFile | None = None,
@@ -134,26 +152,45 @@ class Reconciler:
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self.settings = settings
-        self._aws = aws_client
+        self._operator_aws = aws_client
+        self._roles = (
+            roles
+            or AssumedRoles(
+                lambda: aws_client("sts", settings.default_region),
+                lambda session, service, region: session.client(service, region_name=region),
+            ).client
+        )
         self._packager = packager or ModelPackager(
             settings.work_dir,
             max_concurrent=settings.max_concurrent_packaging,
-            s3_client=lambda region: aws_client("s3", region),
+            s3_client=lambda region: self._aws("s3", region),
             limits=settings.serving_limits,
             max_bytes=settings.work_dir_max_bytes,
         )
-        self._images = images or ImageResolver(settings, lambda region: aws_client("ecr", region))
+        self._images = images or ImageResolver(settings, lambda region: self._aws("ecr", region))
         self._policy = policy or PolicyFile(settings.policy_file)
         self._now = now
         self._jitter = jitter
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
-        # One ListEndpoints per region per tenth of the resync interval, shared by every resync:
-        # an out-of-band change shows at the resource's next resync (or at most 1.1 intervals).
+        # One ListEndpoints per region and identity per tenth of the resync interval, shared by
+        # every resync: an out-of-band change shows at the resource's next resync (or at most 1.1
+        # intervals). Per identity, since two roles may see different endpoints.
         self._observations = Observations(max_age=settings.resync_seconds / 10)
 
+    def _aws(self, service: str, region: str) -> Any:
+        """A client as the identity this pass acts as (aws_identity.py)."""
+        acting = _ACTING.get()
+        if acting is None or acting.identity.role_arn is None:
+            return self._operator_aws(service, region)
+        return self._roles(acting.identity.role_arn, acting.namespace, service, region)
+
     def _sagemaker(self, region: str) -> SageMakerGateway:
-        return SageMakerGateway(self._aws("sagemaker", region), self._observations.region(region))
+        acting = _ACTING.get()
+        role = acting.identity.role_arn if acting is not None else None
+        return SageMakerGateway(
+            self._aws("sagemaker", region), self._observations.region(region, role)
+        )
 
     def lock_for(self, uid: str) -> threading.Lock:
         """Create/update handlers and the timer may fire together for one resource."""
@@ -182,6 +219,13 @@ class Reconciler:
     def reconcile(self, resource: Resource, attempt: int = 0, *, resync: bool = False) -> Outcome:
         """One pass. `resync`: the periodic look at a resource kopf saw no change of; it reads the
         endpoint from the shared ListEndpoints snapshot where that shows no change."""
+        token = _ACTING.set(None)
+        try:
+            return self._reconcile_pass(resource, attempt, resync=resync)
+        finally:
+            _ACTING.reset(token)
+
+    def _reconcile_pass(self, resource: Resource, attempt: int, *, resync: bool) -> Outcome:
         outcome = Outcome()
         try:
             spec = parse_spec(resource.spec)
@@ -214,6 +258,7 @@ class Reconciler:
         owner, status = resource.owner, resource.status
         # The admin policy, before anything is fetched (MLflow credentials included) or created.
         self._policy.enforce(owner.namespace, spec, self.settings)
+        self._act_as(owner, status, outcome)
         identity = self._identity(owner, spec, status)
         # Before anything is packaged or created, and before status records the new identity:
         # the recorded endpoint stays the one this resource reports and finally deletes.
@@ -278,6 +323,16 @@ class Reconciler:
                 "generation": resource.generation,
             }
         return plan
+
+    def _act_as(self, owner: Owner, status: Mapping[str, Any], outcome: Outcome) -> None:
+        """The AWS identity of the rest of the pass (aws_identity.py), recorded before any call."""
+        identity = aws_identity.identity_to_act_as(
+            owner.namespace,
+            self._policy.identity_rules(),
+            AwsIdentity.from_status(status.get("awsIdentity")),
+        )
+        outcome.status["awsIdentity"] = identity.to_status()
+        _ACTING.set(Acting(owner.namespace, identity))
 
     def _with_source_version(self, spec: DeploymentSpec, region: str) -> DeploymentSpec:
         """spec.model.refresh OnResync: the source key holds what an S3 source holds now
@@ -776,6 +831,7 @@ class Reconciler:
             )
             return outcome
         step = ["looking up the endpoint to delete"]  # what the pass was doing, for errors
+        token = _ACTING.set(None)
         try:
             return self._finalize(resource, outcome, attempt, step)
         except OperatorError as exc:
@@ -791,11 +847,24 @@ class Reconciler:
             outcome.done = False
             verdict = self._internal_error(resource, exc, outcome, attempt, phase=DELETING_PHASE)
             return self._finish(resource, outcome, verdict)
+        finally:
+            _ACTING.reset(token)
 
     def _finalize(
         self, resource: Resource, outcome: Outcome, attempt: int, step: list[str]
     ) -> Outcome:
         owner, status = resource.owner, resource.status
+        recorded = AwsIdentity.from_status(status.get("awsIdentity"))
+        made_anything = bool(status.get("endpointName") or status.get("modelPackage"))
+        identity = aws_identity.identity_to_delete_as(
+            owner.namespace,
+            self._policy.identity_rules() if recorded is None and not made_anything else None,
+            recorded,
+            made_anything,
+        )
+        if identity is None:
+            return outcome  # no identity could have made anything
+        _ACTING.set(Acting(owner.namespace, identity))
         # The recorded endpoint, not the one the spec would name now: a reconcile pass never
         # records another identity (plan_identity), so this is the one that was created.
         name = status.get("endpointName")

@@ -8,6 +8,7 @@ The fixture `sagemaker_runtime` makes endpoints run their containers for one tes
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +18,7 @@ import requests
 
 from devstack.containers import ContainerRuntime
 from devstack.moto_ext import CONTROLS, EndpointRuntime, ExtendedMotoServer, Fault, Lifecycle
+from devstack.moto_ext.callers import Caller
 from devstack.moto_ext.controls import Phase
 from devstack.moto_ext.server import client, client_environment
 
@@ -147,6 +149,17 @@ class MotoServer:
         """Requests received for this operation since the last reset, faulted ones included."""
         with CONTROLS.lock:
             return CONTROLS.calls[(service, operation)]
+
+    def callers(self, service: str, operation: str | None = None) -> Counter[Caller]:
+        """Who made this service's requests (one operation, or all) since the last reset: the
+        assumed role and session of each (devstack/moto_ext/callers.py), `BASE` for the
+        stack's own long-term keys."""
+        found: Counter[Caller] = Counter()
+        with CONTROLS.lock:
+            for (svc, op, caller), count in CONTROLS.callers.items():
+                if svc == service and operation in (None, op):
+                    found[caller] += count
+        return found
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,9 @@ class Operator:
     log_dir: Path
     processes: list[OperatorProcess] = field(default_factory=list)
 
-    def start(self, **extra_env: str) -> OperatorProcess:
+    def start(self, *, also_watch: Sequence[str] = (), **extra_env: str) -> OperatorProcess:
+        """`also_watch`: more namespaces the process watches beside the test's own."""
+        watched = [arg for name in (self.namespace, *also_watch) for arg in ("--namespace", name)]
         log_path = self.log_dir / f"operator-{len(self.processes)}.log"
         env = {**os.environ, **self.env, **extra_env, "KUBECONFIG": str(self.kubeconfig)}
         with open(log_path, "wb") as log:
@@ -65,8 +67,7 @@ class Operator:
                     "qa_operator.cli",
                     "run",
                     "--standalone",
-                    "--namespace",
-                    self.namespace,
+                    *watched,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,

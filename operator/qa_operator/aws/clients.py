@@ -39,11 +39,16 @@ class AwsClients:
         self._session = boto3.session.Session()
 
     def client(self, service: str, region: str) -> Any:
+        """A client with the operator's own credentials."""
         key = (service, region)
         with self._lock:
             if key not in self._clients:
-                make_client: Any = self._session.client  # typed per service name; ours vary
-                config = self._invoke_config if service == "sagemaker-runtime" else self._config
-                client = make_client(service, region_name=region, config=config)
-                self._clients[key] = instrument(client)  # metrics.py: AWS calls by outcome
+                self._clients[key] = self.build(self._session, service, region)
             return self._clients[key]
+
+    def build(self, session: boto3.session.Session, service: str, region: str) -> Any:
+        """A new client of `session` (another identity's, aws/roles.py) with our settings."""
+        make_client: Any = session.client  # typed per service name; ours vary
+        config = self._invoke_config if service == "sagemaker-runtime" else self._config
+        client = make_client(service, region_name=region, config=config)
+        return instrument(client)  # metrics.py: AWS calls by outcome

@@ -99,19 +99,21 @@ class RegionObservations:
 
 
 class Observations:
-    """Every region's RegionObservations, made on first use."""
+    """Every (region, AWS role) pair's RegionObservations, made on first use: two roles may see
+    different endpoints (None: the operator's own identity)."""
 
     def __init__(self, max_age: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._max_age = max_age
         self._clock = clock
-        self._regions: dict[str, RegionObservations] = {}
+        self._regions: dict[tuple[str, str | None], RegionObservations] = {}
         self._lock = threading.Lock()
 
-    def region(self, name: str) -> RegionObservations:
+    def region(self, name: str, role_arn: str | None = None) -> RegionObservations:
+        key = (name, role_arn)
         with self._lock:
-            found = self._regions.get(name)
+            found = self._regions.get(key)
             if found is None:
-                found = self._regions[name] = RegionObservations(self._max_age, self._clock)
+                found = self._regions[key] = RegionObservations(self._max_age, self._clock)
             return found
 
 
