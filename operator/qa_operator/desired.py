@@ -235,4 +235,6 @@ def source_key(spec: DeploymentSpec, limits: ServingLimits | None = None) -> str
         identity["servingLimits"] = limits.to_dict()
     if spec.source_version:  # spec.model.refresh OnResync: what the source holds now
         identity["sourceVersion"] = spec.source_version
+    if spec.source_reader:
+        identity["sourceReader"] = spec.source_reader
     return short_hash(identity, 16)

@@ -277,6 +277,7 @@ class Reconciler:
             region=region, endpointName=name, invocationUrl=invocation_url(region, name)
         )
         spec = self._with_source_version(spec, region)
+        spec = self._read_as_acting_role(spec)
         artifacts = self._artifacts(resource, spec, region, outcome)
         desired = desired_state(spec, owner, artifacts, execution_role_arn=role)
         outcome.status.update(modelName=desired.model.name, endpointConfigName=desired.config.name)
@@ -333,6 +334,19 @@ class Reconciler:
         )
         outcome.status["awsIdentity"] = identity.to_status()
         _ACTING.set(Acting(owner.namespace, identity))
+
+    @staticmethod
+    def _read_as_acting_role(spec: DeploymentSpec) -> DeploymentSpec:
+        """An S3 source is read as the pass's role: the packager's cache, shared by source key,
+        must not hand one role's read to a resource of another (aws_identity.py)."""
+        acting = _ACTING.get()
+        if (
+            acting is None
+            or acting.identity.role_arn is None
+            or not isinstance(spec.source, S3Source)
+        ):
+            return spec
+        return dataclasses.replace(spec, source_reader=acting.identity.role_arn)
 
     def _with_source_version(self, spec: DeploymentSpec, region: str) -> DeploymentSpec:
         """spec.model.refresh OnResync: the source key holds what an S3 source holds now

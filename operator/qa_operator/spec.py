@@ -195,6 +195,9 @@ class DeploymentSpec:
     refresh: Literal["Never", "OnResync"] = "Never"  # spec.model.refresh (freshness.py)
     # What the source holds now (freshness.py), set by the reconciler; part of the source key.
     source_version: str | None = None
+    # The IAM role an S3 source is read as (aws_identity.py), set by the reconciler; part of the
+    # source key, so a package read with one role is never handed to a resource of another.
+    source_reader: str | None = None
 
 
 def parse_spec(raw: Mapping[str, Any]) -> DeploymentSpec:

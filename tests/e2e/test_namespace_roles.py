@@ -31,6 +31,9 @@ pytestmark = pytest.mark.e2e
 
 ROLE_A = "arn:aws:iam::123456789012:role/qa-team-a"
 ROLE_B = "arn:aws:iam::123456789012:role/qa-team-b"
+# Roles of their own: packages are cached by source and reading role for the whole session.
+ROLE_C = "arn:aws:iam::123456789012:role/qa-team-c"
+ROLE_D = "arn:aws:iam::123456789012:role/qa-team-d"
 CREATES = ("CreateModel", "CreateEndpointConfig", "CreateEndpoint")
 
 
@@ -98,6 +101,13 @@ def test_two_namespaces_act_as_their_two_roles_from_create_to_delete(
     uploads = aws.callers("s3", "PutObject")
     assert uploads[session_a] >= 1 and uploads[session_b] >= 1, uploads
     assert uploads[BASE] == uploaded_by_test, uploads
+    # One source, two roles: each read it itself; no package read by one is handed to the other.
+    reads = aws.callers("s3", "ListObjectsV2")
+    assert reads[session_a] >= 1 and reads[session_b] >= 1, reads
+    assert (
+        first["status"]["modelPackage"]["sourceKey"]
+        != second["status"]["modelPackage"]["sourceKey"]
+    )
     assert set(aws.callers("sts", "AssumeRole")) == {BASE}  # the operator's own keys assume
 
     # Team b's mapping is removed (and the default is not allowed): deleting its resource still
@@ -136,21 +146,21 @@ def test_a_namespace_without_an_identity_is_refused_before_any_aws_call(
 def test_a_changed_mapping_blocks_instead_of_losing_what_the_old_role_made(
     kube_cluster: Any, aws: Any, namespace: str, operator: Any, s3_model_uri: str
 ) -> None:
-    _write_policy(operator, _policy({namespace: ROLE_A}, allow_default=False))
+    _write_policy(operator, _policy({namespace: ROLE_C}, allow_default=False))
     operator.start()
     apply(kube_cluster, namespace, deployment("moved", s3_model_uri))
     wait_ready(kube_cluster, namespace, "moved", operator)
 
-    _write_policy(operator, _policy({namespace: ROLE_B}, allow_default=False))
+    _write_policy(operator, _policy({namespace: ROLE_D}, allow_default=False))
     obj = wait_degraded(kube_cluster, namespace, "moved", operator)  # at the next resync
     degraded = condition(obj, "Degraded")
     assert degraded["reason"] == "AwsIdentityChanged", degraded
-    assert ROLE_A in degraded["message"] and ROLE_B in degraded["message"]
-    assert obj["status"]["awsIdentity"]["roleArn"] == ROLE_A
-    assert set(aws.callers("sagemaker")) == {Caller(ROLE_A, session_name(namespace))}
+    assert ROLE_C in degraded["message"] and ROLE_D in degraded["message"]
+    assert obj["status"]["awsIdentity"]["roleArn"] == ROLE_C
+    assert set(aws.callers("sagemaker")) == {Caller(ROLE_C, session_name(namespace))}
 
     _delete(kube_cluster, namespace, "moved", operator)
     assert owned(aws, obj["metadata"]["uid"]) == {"endpoints": [], "configs": [], "models": []}
     assert set(aws.callers("sagemaker", "DeleteEndpoint")) == {
-        Caller(ROLE_A, session_name(namespace))
+        Caller(ROLE_C, session_name(namespace))
     }

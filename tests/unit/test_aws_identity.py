@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -19,8 +20,10 @@ from qa_operator.aws_identity import (
     identity_to_delete_as,
     session_name,
 )
+from qa_operator.desired import source_key
 from qa_operator.errors import TerminalError
 from qa_operator.policy import PolicyError, parse_policy
+from qa_operator.spec import parse_spec
 
 ROLE_A = "arn:aws:iam::123456789012:role/qa-team-a"
 ROLE_B = "arn:aws:iam::210987654321:role/teams/qa-team-b"
@@ -179,3 +182,13 @@ def test_a_malformed_identity_section_is_an_error_naming_where(text: str, error:
     with pytest.raises(PolicyError) as raised:
         parse_policy(text, "policy.yaml")
     assert error in str(raised.value)
+
+
+def test_the_role_that_reads_a_source_is_part_of_its_package_key() -> None:
+    spec = parse_spec(
+        {"model": {"s3": {"uri": "s3://models/qa/"}}, "endpoint": {"instanceType": "ml.m5.large"}}
+    )
+    read_by_a = dataclasses.replace(spec, source_reader=ROLE_A)
+    read_by_b = dataclasses.replace(spec, source_reader=ROLE_B)
+    assert len({source_key(spec), source_key(read_by_a), source_key(read_by_b)}) == 3
+    assert source_key(read_by_a) == source_key(dataclasses.replace(spec, source_reader=ROLE_A))
