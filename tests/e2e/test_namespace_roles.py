@@ -102,7 +102,7 @@ def test_two_namespaces_act_as_their_two_roles_from_create_to_delete(
     assert uploads[session_a] >= 1 and uploads[session_b] >= 1, uploads
     assert uploads[BASE] == uploaded_by_test, uploads
     # One source, two roles: each read it itself; no package read by one is handed to the other.
-    reads = aws.callers("s3", "ListObjectsV2")
+    reads = aws.callers("s3", "GetObject")
     assert reads[session_a] >= 1 and reads[session_b] >= 1, reads
     assert (
         first["status"]["modelPackage"]["sourceKey"]
