@@ -17,6 +17,7 @@ from qa_operator.desired import Owner
 from qa_operator.reconciler import Outcome, Reconciler, Resource
 from qa_operator.settings import OperatorSettings
 from qa_operator.statuspatch import status_patch
+from qa_operator.workers import CountingExecutor
 
 GROUP, VERSION, PLURAL = "serving.qaoperator.io", "v1alpha1", "qamodeldeployments"
 SETTINGS = OperatorSettings.from_env()
@@ -51,11 +52,14 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="qaoperator.io", key="last-handled-configuration"
     )
-    settings.execution.max_workers = max(4, SETTINGS.max_concurrent_packaging * 4)
+    workers = CountingExecutor(max_workers=max(4, SETTINGS.max_concurrent_packaging * 4))
+    settings.execution.executor = workers
+    settings.execution.max_workers = workers.capacity
     settings.posting.level = logging.INFO
     logging.getLogger("kopf.objects").addFilter(RequeueLogLevels())
     memo.reconciler = Reconciler(SETTINGS, AwsClients().client)
     if SETTINGS.metrics_port:
+        metrics.watch_workers(workers)
         metrics.serve(SETTINGS.metrics_port)
         metrics.LEADING.set(1)  # kopf runs only in the leader (qa-operator run, leader.py)
 
