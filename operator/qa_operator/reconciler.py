@@ -51,6 +51,7 @@ from qa_operator.desired import (
 from qa_operator.endpoint_options import async_status
 from qa_operator.errors import INTERNAL_ERROR, OperatorError, RetryableError, TerminalError
 from qa_operator.images import ImageResolver
+from qa_operator.observation import resync_timing
 from qa_operator.plan import (
     Action,
     History,
@@ -148,9 +149,10 @@ class Reconciler:
         self._jitter = jitter
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
-        # One ListEndpoints per region per tenth of the resync interval, shared by every resync:
-        # an out-of-band change shows at the resource's next resync (or at most 1.1 intervals).
-        self._observations = Observations(max_age=settings.resync_seconds / 10)
+        # One ListEndpoints per region per tenth of the resync interval, shared by every resync;
+        # an out-of-band change shows within one resync interval (observation.ResyncTiming).
+        timing = resync_timing(settings.resync_seconds)
+        self._observations = Observations(max_age=timing.snapshot_max_age)
 
     def _sagemaker(self, region: str) -> SageMakerGateway:
         return SageMakerGateway(self._aws("sagemaker", region), self._observations.region(region))
