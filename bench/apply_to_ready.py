@@ -31,7 +31,10 @@ Then `--instant-runs` times, with the operator restarted with the default poll s
 users run it; the local stack polls every 0.5-2 s), SageMaker instant (moto's endpoints without
 the container runtime: InService as soon as created) and the resource's smoke test off: apply ->
 Ready is then the operator's own latency (seeing the resource, packaging, the SageMaker calls,
-the next look at the endpoint, the status write).
+the next look at the endpoint, the status write). The same instant runs then repeat with the
+baseline, the operator with the scale optimisations switched off
+(bench/unoptimised_operator.py: after creating the endpoint it waits the poll backoff before it
+looks again), and the ratio of the medians (baseline / shipped) is printed.
 """
 
 from __future__ import annotations
@@ -65,6 +68,8 @@ from devstack.moto_ext.controls import CONTROLS  # noqa: E402
 from devstack.stack import LocalStack  # noqa: E402
 
 NAMESPACE = "default"
+SHIPPED_OPERATOR = ("-m", "qa_operator.cli")
+BASELINE_OPERATOR = (str(REPO / "bench" / "unoptimised_operator.py"),)
 READY_TIMEOUT_S = 600.0
 PHASES = (
     "packaging",
@@ -195,6 +200,32 @@ def instant_run(stack: LocalStack, api: Any, name: str, answer_length: int) -> f
     return total
 
 
+def instant_runs(
+    stack: LocalStack,
+    api: Any,
+    env: dict[str, str],
+    work: Path,
+    entry: tuple[str, ...],
+    args: argparse.Namespace,
+) -> list[float]:
+    """`--instant-runs` runs with a fresh operator started from `entry` (none for the baseline
+    with --no-baseline)."""
+    label = "baseline" if entry == BASELINE_OPERATOR else "instant"
+    if (label == "baseline" and not args.baseline) or not args.instant_runs:
+        return []
+    operator = start_operator(env, work / f"operator-{label}.log", entry)
+    stack.on_stop(operator.stop)
+    first_length = 60 if label == "baseline" else 40
+    times = []
+    try:
+        for i in range(args.instant_runs):
+            times.append(instant_run(stack, api, f"bench-{label}-{i + 1}", first_length + i))
+            print(f"  {label} run {i + 1}: {times[-1]:.2f} s to Ready", flush=True)
+    finally:
+        operator.stop()
+    return times
+
+
 def table(runs: list[Run]) -> str:
     header = f"{'apply -> Ready':<30}" + "".join(f"{f'run {i + 1}':>10}" for i in range(len(runs)))
     lines = [header + f"{'median':>10}"]
@@ -212,7 +243,9 @@ def table(runs: list[Run]) -> str:
     return "\n".join(lines)
 
 
-def report(runs: list[Run], instant: list[float], figures: dict[str, Any]) -> None:
+def report(
+    runs: list[Run], instant: list[float], baseline: list[float], figures: dict[str, Any]
+) -> None:
     print()
     if runs:
         print(table(runs))
@@ -228,6 +261,13 @@ def report(runs: list[Run], instant: list[float], figures: dict[str, Any]) -> No
         print(f"\napply -> Ready, SageMaker instant, no smoke test: {cells} s")
         figures["instant_apply_to_ready_s"] = [round(v, 2) for v in instant]
         figures["instant_apply_to_ready_median_s"] = round(statistics.median(instant), 2)
+    if instant and baseline:
+        cells = ", ".join(f"{v:.2f}" for v in baseline)
+        ratio = statistics.median(baseline) / statistics.median(instant)
+        print(f"  baseline (optimisations off): {cells} s; median baseline / shipped {ratio:.2f}")
+        figures["baseline_instant_apply_to_ready_s"] = [round(v, 2) for v in baseline]
+        figures["baseline_instant_apply_to_ready_median_s"] = round(statistics.median(baseline), 2)
+        figures["instant_baseline_over_shipped"] = round(ratio, 2)
     print(json.dumps(figures))
 
 
@@ -236,6 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--no-demo", action="store_true", help="skip timing `make demo`")
     parser.add_argument("--instant-runs", type=int, default=5)
+    parser.add_argument(
+        "--no-baseline",
+        dest="baseline",
+        action="store_false",
+        help="skip the instant runs of the operator with the optimisations off",
+    )
     args = parser.parse_args(argv)
     figures: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-apply-") as tmp:
@@ -267,17 +313,14 @@ def main(argv: list[str] | None = None) -> int:
                 for i in range(args.runs):
                     runs.append(one_run(stack, api, recorder, f"bench-{i + 1}", 21 + i))
                     print(f"  run {i + 1}: {runs[-1].total:.2f} s to Ready", flush=True)
-                # As users run it: the default poll settings, not the local stack's quick ones.
+                # As users run it: the default poll settings, not the local stack's quick ones;
+                # then the same runs with the baseline operator (bench/unoptimised_operator.py).
                 operator.stop()
                 defaults = {k: v for k, v in env.items() if not k.startswith("QA_OPERATOR_POLL_")}
-                operator = start_operator(defaults, work / "operator-defaults.log")
-                stack.on_stop(operator.stop)
                 CONTROLS.set_runtime(None)  # SageMaker instant: InService once created
-                instant = []
-                for i in range(args.instant_runs):
-                    instant.append(instant_run(stack, api, f"bench-instant-{i + 1}", 40 + i))
-                    print(f"  instant run {i + 1}: {instant[-1]:.2f} s to Ready", flush=True)
-    report(runs, instant, figures)
+                instant = instant_runs(stack, api, defaults, work, SHIPPED_OPERATOR, args)
+                baseline = instant_runs(stack, api, defaults, work, BASELINE_OPERATOR, args)
+    report(runs, instant, baseline, figures)
     return 0
 
 

@@ -15,8 +15,13 @@ applied with one `kubectl apply`. Reported per N:
   once everything is Ready (after one interval to settle);
 * Kubernetes writes (POST, PUT, PATCH, DELETE) by resource during the rollout, from the API
   server's apiserver_request_total (a no-op PATCH counts); the N creates of the apply included;
-* the operator's CPU time (user + system) and peak resident memory (VmHWM) over the whole run.
+* the operator's CPU time (user + system) and peak resident memory (VmHWM) over the whole run;
+* ListModels calls over the whole run: one per resource's superseded clean-up.
 
+Each N runs twice, on a fresh stack each: first the baseline, the operator with the scale
+optimisations switched off (bench/unoptimised_operator.py: a fixed poll wait after starting
+endpoint work, DescribeEndpoint and ListTags on every pass, the whole status patch on every pass),
+then the operator as shipped; the ratios are baseline / shipped. `--no-baseline` skips the first.
 The last line is JSON.
 """
 
@@ -28,6 +33,7 @@ import json
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -114,18 +120,44 @@ def per_resource(counts: dict[str, int], divisor: int) -> dict[str, float]:
     return {key: round(value / divisor, 3) for key, value in counts.items()}
 
 
-def measure(n: int, work: Path, resyncs: int, resync_seconds: float, timeout: float) -> dict:
+SHIPPED = ("-m", "qa_operator.cli")
+BASELINE = (str(REPO / "bench" / "unoptimised_operator.py"),)
+# Figures compared as baseline / shipped (smaller is better for each).
+COMPARED = (
+    "all_ready_s",
+    "rollout_aws_calls_per_resource",
+    "aws_calls_per_resync_per_resource_total",
+    "kube_writes_per_resync_per_resource_total",
+    "operator_cpu_s",
+    "operator_peak_rss_mib",
+)
+
+
+def measure(
+    n: int,
+    work: Path,
+    resyncs: int,
+    resync_seconds: float,
+    timeout: float,
+    entry: tuple[str, ...] = SHIPPED,
+) -> dict:
     import kubernetes.client
 
-    with LocalStack(work / f"stack-{n}", say=lambda line: None) as stack:
+    label = "baseline" if entry == BASELINE else "shipped"
+    with LocalStack(work / f"stack-{n}-{label}", say=lambda line: None) as stack:
+        # moto's state lives in this process: each stack starts from an empty AWS, or the runs
+        # before it leave endpoints of the same names (EndpointNameConflict).
+        stack.moto.reset_extensions()
+        reset = urllib.request.Request(f"{stack.endpoint_url}/moto-api/reset", method="POST")
+        urllib.request.urlopen(reset, timeout=30).close()
         CONTROLS.set_runtime(None)  # SageMaker instant: InService once created
         model_uri = yaml.safe_load(EXAMPLE.read_text())["spec"]["model"]["s3"]["uri"]
         upload_model(stack.client("s3"), model_uri, say=lambda line: None)
-        env = local_operator_env(stack, SERVING_IMAGE, work / f"operator-work-{n}")
+        env = local_operator_env(stack, SERVING_IMAGE, work / f"operator-work-{n}-{label}")
         env = {k: v for k, v in env.items() if not k.startswith("QA_OPERATOR_POLL_")}
         env["QA_OPERATOR_RESYNC_SECONDS"] = str(resync_seconds)
         env["KUBECONFIG"] = str(stack.operator_kubeconfig())
-        operator = start_operator(env, work / f"operator-{n}.log")
+        operator = start_operator(env, work / f"operator-{n}-{label}.log", entry)
         stack.on_stop(operator.stop)
         pid = operator.process.pid
         with stack.cluster.api_client() as client:
@@ -144,7 +176,7 @@ def measure(n: int, work: Path, resyncs: int, resync_seconds: float, timeout: fl
                     last_report = time.monotonic()
             all_ready = time.monotonic() - applied
             calls1, writes1 = aws_calls(), kube_writes(stack)
-            print(f"  N={n}: all Ready in {all_ready:.1f} s", flush=True)
+            print(f"  N={n} ({label}): all Ready in {all_ready:.1f} s", flush=True)
             time.sleep(resync_seconds)  # the passes that follow Ready (clean-up, tags) settle
             calls2, writes2 = aws_calls(), kube_writes(stack)
             time.sleep(resyncs * resync_seconds)
@@ -152,10 +184,16 @@ def measure(n: int, work: Path, resyncs: int, resync_seconds: float, timeout: fl
             cpu, peak_rss = process_usage(pid)
         steady_calls = delta(calls3, calls2)
         steady_writes = delta(writes3, writes2)
+        rollout_calls = delta(calls1, calls0)
         return {
             "n": n,
+            "operator": label,
             "all_ready_s": round(all_ready, 1),
-            "rollout_aws_calls": delta(calls1, calls0),
+            "rollout_aws_calls": rollout_calls,
+            "rollout_aws_calls_per_resource": round(sum(rollout_calls.values()) / n, 2),
+            # One superseded clean-up per resource lists its models once (twice for a stem that
+            # matches more than 100 names: qa-1 matches qa-1, qa-1x and qa-1xx at N >= 200).
+            "whole_run_list_models": delta(calls3, calls0).get("sagemaker:ListModels", 0),
             "rollout_kube_writes": delta(writes1, writes0),
             "resync_seconds": resync_seconds,
             "aws_calls_per_resync_per_resource": per_resource(steady_calls, n * resyncs),
@@ -163,6 +201,9 @@ def measure(n: int, work: Path, resyncs: int, resync_seconds: float, timeout: fl
                 sum(steady_calls.values()) / (n * resyncs), 3
             ),
             "kube_writes_per_resync_per_resource": per_resource(steady_writes, n * resyncs),
+            "kube_writes_per_resync_per_resource_total": round(
+                sum(steady_writes.values()) / (n * resyncs), 3
+            ),
             "operator_cpu_s": round(cpu, 1),
             "operator_peak_rss_mib": round(peak_rss),
         }
@@ -174,15 +215,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resyncs", type=int, default=3)
     parser.add_argument("--resync-seconds", type=float, default=20.0)
     parser.add_argument("--timeout", type=float, default=900.0, help="per N, to all Ready")
+    parser.add_argument("--no-baseline", action="store_true", help="only the shipped operator")
     args = parser.parse_args(argv)
     results = []
+    entries = [SHIPPED] if args.no_baseline else [BASELINE, SHIPPED]
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         for n in args.n or [100]:
-            print(f"N={n}: local stack, operator, {n} resources applied at once ...", flush=True)
-            results.append(measure(n, Path(tmp), args.resyncs, args.resync_seconds, args.timeout))
-            print(json.dumps(results[-1], indent=1), flush=True)
+            runs = {}
+            for entry in entries:
+                label = "baseline" if entry == BASELINE else "shipped"
+                print(f"N={n} ({label}): local stack, operator, {n} resources ...", flush=True)
+                runs[label] = measure(
+                    n, Path(tmp), args.resyncs, args.resync_seconds, args.timeout, entry
+                )
+                print(json.dumps(runs[label], indent=1), flush=True)
+            result: dict[str, Any] = {"n": n, **runs}
+            if "baseline" in runs:
+                result["baseline_over_shipped"] = ratios(runs["baseline"], runs["shipped"])
+                print(f"N={n} baseline / shipped: {result['baseline_over_shipped']}", flush=True)
+            results.append(result)
     print(json.dumps({"scale": results}))
     return 0
+
+
+def ratios(baseline: dict[str, Any], shipped: dict[str, Any]) -> dict[str, float | None]:
+    return {
+        key: round(baseline[key] / shipped[key], 2) if shipped[key] else None for key in COMPARED
+    }
 
 
 if __name__ == "__main__":

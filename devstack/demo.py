@@ -33,7 +33,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,11 +156,14 @@ class OperatorProcess:
         stop(self.process, timeout=20, sig=signal.SIGINT)  # kopf's graceful shutdown
 
 
-def start_operator(env: dict[str, str], log_path: Path) -> OperatorProcess:
+def start_operator(
+    env: dict[str, str], log_path: Path, entry: Sequence[str] = ("-m", "qa_operator.cli")
+) -> OperatorProcess:
     """`qa-operator run --standalone` for all namespaces; returns once its liveness endpoint
-    answers (kopf is connected and watching)."""
+    answers (kopf is connected and watching). `entry`: what python runs instead of the console
+    script's module (a benchmark's baseline operator)."""
     port = free_port()
-    command = [sys.executable, "-m", "qa_operator.cli", "run", "--standalone"]
+    command = [sys.executable, *entry, "run", "--standalone"]
     command.append(f"--liveness=http://127.0.0.1:{port}/healthz")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:

@@ -15,9 +15,11 @@ from qa_operator import metrics
 from qa_operator.aws.clients import AwsClients
 from qa_operator.aws.roles import AssumedRoles
 from qa_operator.desired import Owner
+from qa_operator.observation import resync_timing
 from qa_operator.reconciler import Outcome, Reconciler, Resource
 from qa_operator.settings import OperatorSettings
-from qa_operator.statuspatch import status_patch
+from qa_operator.statuspatch import OwnWrites, status_patch
+from qa_operator.workers import CountingExecutor
 
 GROUP, VERSION, PLURAL = "serving.qaoperator.io", "v1alpha1", "qamodeldeployments"
 SETTINGS = OperatorSettings.from_env()
@@ -52,24 +54,29 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="qaoperator.io", key="last-handled-configuration"
     )
-    settings.execution.max_workers = max(4, SETTINGS.max_concurrent_packaging * 4)
+    workers = CountingExecutor(max_workers=max(4, SETTINGS.max_concurrent_packaging * 4))
+    settings.execution.executor = workers
+    settings.execution.max_workers = workers.capacity
     settings.posting.level = logging.INFO
     logging.getLogger("kopf.objects").addFilter(RequeueLogLevels())
     clients = AwsClients()
     roles = AssumedRoles(lambda: clients.client("sts", SETTINGS.default_region), clients.build)
     memo.reconciler = Reconciler(SETTINGS, clients.client, roles=roles.client)
+    memo.own_writes = OwnWrites()
     if SETTINGS.metrics_port:
+        metrics.watch_workers(workers)
         metrics.serve(SETTINGS.metrics_port)
         metrics.LEADING.set(1)  # kopf runs only in the leader (qa-operator run, leader.py)
 
 
-def _resource(body: kopf.Body) -> Resource:
+def _resource(body: kopf.Body, own_writes: OwnWrites) -> Resource:
+    """The resource as kopf saw it, with the status patches it has not seen yet laid over."""
     meta = body.metadata
     return Resource(
         owner=Owner(namespace=meta.namespace or "", name=meta.name or "", uid=meta.uid or ""),
         generation=int(meta.get("generation") or 0),
         spec=dict(body.spec),
-        status=dict(body.status),
+        status=own_writes.seen(meta.uid or "", body.status),
     )
 
 
@@ -83,11 +90,13 @@ def _counted(timed: metrics.PassTimer, outcome: Outcome, body: kopf.Body) -> Non
     metrics.RESOURCES.record(body.metadata.uid or "", {**body.status, **outcome.status})
 
 
-def _report(outcome: Outcome, body: kopf.Body, patch: kopf.Patch | None) -> None:
+def _report(outcome: Outcome, body: kopf.Body, patch: kopf.Patch | None, memo: kopf.Memo) -> None:
     for event in outcome.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
     if patch is not None:
-        patch.status.update(status_patch(body.status, outcome.status))
+        written = status_patch(body.status, outcome.status)
+        patch.status.update(written)
+        memo.own_writes.wrote(body.metadata.uid or "", written)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -97,14 +106,19 @@ def reconcile(body: kopf.Body, patch: kopf.Patch, retry: int, memo: kopf.Memo, *
     reconciler: Reconciler = memo.reconciler
     with metrics.reconcile_pass("change") as timed:
         with reconciler.lock_for(body.metadata.uid or ""):
-            outcome = reconciler.reconcile(_resource(body), attempt=retry)
+            outcome = reconciler.reconcile(_resource(body, memo.own_writes), attempt=retry)
         _counted(timed, outcome, body)
-    _report(outcome, body, patch)
+    _report(outcome, body, patch, memo)
     if outcome.requeue_after is not None:
         raise _requeue(outcome)
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=SETTINGS.resync_seconds, idle=SETTINGS.resync_seconds)
+RESYNC = resync_timing(SETTINGS.resync_seconds)
+
+
+# Sharp: every RESYNC.interval from the first start, however long a pass takes. Idle: not while
+# the resource changes (the change handler works on it then).
+@kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC.interval, idle=RESYNC.interval, sharp=True)
 def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
     """Level-triggered drift detection: SageMaker changes without telling Kubernetes."""
     reconciler: Reconciler = memo.reconciler
@@ -113,11 +127,11 @@ def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> Non
         return  # a change handler is mid-pass; it reports for both of us
     try:
         with metrics.reconcile_pass("resync") as timed:
-            outcome = reconciler.reconcile(_resource(body), resync=True)
+            outcome = reconciler.reconcile(_resource(body, memo.own_writes), resync=True)
             _counted(timed, outcome, body)
     finally:
         lock.release()
-    _report(outcome, body, patch)
+    _report(outcome, body, patch, memo)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
@@ -125,11 +139,12 @@ def finalize(body: kopf.Body, patch: kopf.Patch, retry: int, memo: kopf.Memo, **
     reconciler: Reconciler = memo.reconciler
     uid = body.metadata.uid or ""
     with metrics.reconcile_pass("delete") as timed, reconciler.lock_for(uid):
-        outcome = reconciler.finalize(_resource(body), attempt=retry)
+        outcome = reconciler.finalize(_resource(body, memo.own_writes), attempt=retry)
         timed.outcome = metrics.outcome_of(None if outcome.done else 0.0, outcome.transient_error)
     # Progress goes to status while the finalizer works; once done the object is gone.
-    _report(outcome, body, None if outcome.done else patch)
+    _report(outcome, body, None if outcome.done else patch, memo)
     if not outcome.done:
         raise _requeue(outcome)
     reconciler.forget(uid)
+    memo.own_writes.forget(uid)
     metrics.RESOURCES.forget(uid)

@@ -3,8 +3,8 @@
 One registry per process (`REGISTRY`), served by `serve()` on QA_OPERATOR_METRICS_PORT. Adapters
 record through the small functions here; none of them imports prometheus_client itself.
 
-kopf keeps its per-object work queues private (no public size or gauge in 1.45), so queue depth
-is not exported; `qa_operator_reconcile_in_progress` says how many passes run right now.
+kopf keeps its per-object work queues private, but runs every pass of our sync handlers on the
+executor we give it (workers.CountingExecutor): its backlog and busy workers are the queue depth.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from qa_operator.workers import CountingExecutor
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 PREFIX = "qa_operator"
@@ -90,6 +92,22 @@ LEADING = Gauge(
     "waits as the standby.",
     registry=REGISTRY,
 )
+QUEUE_DEPTH = Gauge(
+    f"{PREFIX}_reconcile_queue_depth",
+    "Handler passes (change, resync, delete) submitted to the worker pool and not started yet: "
+    "above 0 for long, the workers do not keep up (resyncs come late).",
+    registry=REGISTRY,
+)
+WORKERS_BUSY = Gauge(
+    f"{PREFIX}_workers_busy",
+    "Worker threads running a handler pass now.",
+    registry=REGISTRY,
+)
+WORKERS = Gauge(
+    f"{PREFIX}_workers",
+    "Worker threads the pool may run (kopf's settings.execution.max_workers).",
+    registry=REGISTRY,
+)
 _serving: list[int] = []  # the port served, once per process
 
 
@@ -117,6 +135,13 @@ def reconcile_pass(handler: str) -> Iterator[PassTimer]:
         RECONCILES_IN_PROGRESS.dec()
         RECONCILES.labels(handler, timer.outcome).inc()
         RECONCILE_SECONDS.labels(handler, timer.outcome).observe(time.monotonic() - started)
+
+
+def watch_workers(executor: CountingExecutor) -> None:
+    """Read the pool's counts at scrape time."""
+    QUEUE_DEPTH.set_function(lambda: executor.queued)
+    WORKERS_BUSY.set_function(lambda: executor.running)
+    WORKERS.set_function(lambda: executor.capacity)
 
 
 def record_aws_call(service: str, operation: str, outcome: str) -> None:

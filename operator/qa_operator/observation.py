@@ -6,6 +6,9 @@ ListEndpoints per region per poll, shared by every resource) and reuses what the
 DescribeEndpoint said while the entry shows no change (the same status and LastModifiedTime);
 SageMaker moves LastModifiedTime with every status change, update and delete. A pass that
 changes something, or waits on SageMaker, always describes.
+
+How soon a change made behind the operator's back shows is `ResyncTiming.detection_lag`: one
+resync interval (QA_OPERATOR_RESYNC_SECONDS).
 """
 
 from __future__ import annotations
@@ -25,6 +28,37 @@ class EndpointSummary:
     status: str
     last_modified: dt.datetime
     created: dt.datetime
+
+
+# The share of the resync interval a shared ListEndpoints snapshot may be old when a resync reads
+# it: one ListEndpoints per region per tenth of the interval, whatever the number of resources.
+SNAPSHOT_SHARE = 0.1
+
+
+@dataclass(frozen=True)
+class ResyncTiming:
+    """When a resource's resyncs start and how old the snapshot they read may be.
+
+    A change at time t shows in the first snapshot begun after t. Resyncs start every `interval`
+    on a fixed grid (kopf's sharp timer: a slow pass does not push the next one back), and each
+    reads a snapshot begun at most `snapshot_max_age` before it starts. The first resync that
+    starts more than `snapshot_max_age` after t therefore sees the change: at most
+    `interval + snapshot_max_age` after it. While the workers keep up, that is: a resync that
+    waits for a worker (qa_operator_reconcile_queue_depth) starts late by that wait."""
+
+    interval: float
+    snapshot_max_age: float
+
+    @property
+    def detection_lag(self) -> float:
+        return self.interval + self.snapshot_max_age
+
+
+def resync_timing(resync_seconds: float) -> ResyncTiming:
+    """The timing that detects an out-of-band change within `resync_seconds`: the snapshot's
+    age comes out of the interval rather than on top of it."""
+    max_age = resync_seconds * SNAPSHOT_SHARE
+    return ResyncTiming(interval=resync_seconds - max_age, snapshot_max_age=max_age)
 
 
 class Look(enum.Enum):

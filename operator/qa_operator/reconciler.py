@@ -55,6 +55,7 @@ from qa_operator.desired import (
 from qa_operator.endpoint_options import async_status
 from qa_operator.errors import INTERNAL_ERROR, OperatorError, RetryableError, TerminalError
 from qa_operator.images import ImageResolver
+from qa_operator.observation import resync_timing
 from qa_operator.plan import (
     Action,
     History,
@@ -174,9 +175,10 @@ class Reconciler:
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         # One ListEndpoints per region and identity per tenth of the resync interval, shared by
-        # every resync: an out-of-band change shows at the resource's next resync (or at most 1.1
-        # intervals). Per identity, since two roles may see different endpoints.
-        self._observations = Observations(max_age=settings.resync_seconds / 10)
+        # every resync; an out-of-band change shows within one resync interval
+        # (observation.ResyncTiming). Per identity, since two roles may see different endpoints.
+        timing = resync_timing(settings.resync_seconds)
+        self._observations = Observations(max_age=timing.snapshot_max_age)
 
     def _aws(self, service: str, region: str) -> Any:
         """A client as the identity this pass acts as (aws_identity.py)."""

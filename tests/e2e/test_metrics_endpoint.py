@@ -71,3 +71,8 @@ def test_a_scrape_shows_the_passes_the_aws_calls_and_the_ready_resource(
     assert value(after, "qa_operator_resources", phase="Ready") == 1
     assert value(after, "qa_operator_package_upload_bytes_total") > 0
     assert value(after, "qa_operator_package_upload_duration_seconds_count") == 1
+    # kopf runs the handlers on the operator's counting pool (max(4, 4 x 2 packagings) workers);
+    # nothing is left waiting for a worker once the resource is Ready.
+    assert value(after, "qa_operator_workers") == 8
+    assert ("qa_operator_reconcile_queue_depth", frozenset()) in after
+    assert ("qa_operator_workers_busy", frozenset()) in after
