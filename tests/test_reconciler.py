@@ -809,7 +809,7 @@ def test_a_pass_given_a_body_older_than_the_last_write_does_not_clean_up_again(
     import kopf
 
     from qa_operator import handlers
-    from qa_operator.statuspatch import OwnWrites
+    from qa_operator.statuspatch import OwnWrites, as_written
 
     # kopf's decorators type these as its callbacks, whose keyword arguments are all required.
     resync: Any = handlers.resync
@@ -844,8 +844,9 @@ def test_a_pass_given_a_body_older_than_the_last_write_does_not_clean_up_again(
     # Its patch is still computed against the body it got, so nothing the first wrote is lost.
     assert second["status"]["phase"] == "Ready"
 
-    landed: Any = {**before_ready, "status": {**before_ready["status"], **first["status"]}}
-    landed["status"].update(second["status"])
+    # Landed as the API server lands them: a merge patch, where a null removes the key.
+    landed_status = as_written(before_ready["status"], [first["status"], second["status"]])
+    landed: Any = {**before_ready, "status": landed_status}
     quiet = kopf.Patch()
     resync(body=kopf.Body(landed), patch=quiet, memo=memo)
     assert _cleanup_lookups(aws) == cleaned
