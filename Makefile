@@ -54,6 +54,7 @@ bench: setup test-peers
 	$(PY) bench/engine_profile.py
 	$(PY) bench/linear_kernels.py
 	$(PY) bench/image_push.py
+	$(PY) bench/serving_variants.py
 	$(PY) bench/image_build.py
 	$(PY) bench/apply_to_ready.py
 	$(PY) bench/scale.py --n 100

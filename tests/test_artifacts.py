@@ -4,6 +4,7 @@ that is not a QA model is refused, and fetched once, not on every pass."""
 from __future__ import annotations
 
 import shutil
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,28 @@ def test_concurrent_requests_for_one_source_package_it_once(
     assert len({r.digest for r in results}) == 1
     assert all(r.archive.is_file() for r in results)
     assert aws.calls("s3", "ListObjectsV2") == 1, "the source was fetched more than once"
+
+
+def test_engine_onnxruntime_without_its_export_toolchain_is_refused_before_fetching(
+    model_uri: str, aws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = parse_spec(
+        {
+            "model": {"s3": {"uri": model_uri}, "inference": {"engine": "onnxruntime"}},
+            "endpoint": {"instanceType": "ml.m5.large"},
+        }
+    )
+    packager = _packager(tmp_path)
+    with monkeypatch.context() as image:
+        image.setitem(sys.modules, "torch", None)  # as in the operator image
+        with pytest.raises(TerminalError) as refused:
+            packager.prepare(spec, "us-east-1")
+    assert refused.value.reason == "EngineUnavailable"
+    assert "torch is not installed here" in refused.value.message
+    assert "use engine torch" in refused.value.message
+    assert _fetches(aws) == (0, 0), "the source was fetched for a package that cannot be built"
+    # Not remembered: where the toolchain is installed the same spec packages.
+    assert packager.prepare(spec, "us-east-1").archive.is_file()
 
 
 def test_an_empty_source_prefix_is_a_terminal_error(model_uri: str, tmp_path: Path) -> None:

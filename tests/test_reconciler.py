@@ -343,6 +343,28 @@ def test_a_serving_image_given_by_ecr_tag_is_pinned_by_digest(harness: Harness, 
     assert model["PrimaryContainer"]["Image"] == expected
 
 
+def test_an_onnxruntime_package_runs_on_the_torchless_serving_image(
+    harness: Harness, aws: Any
+) -> None:
+    torchless = "123456789012.dkr.ecr.us-east-1.amazonaws.com/qa-serving@sha256:" + "7" * 64
+    harness.reconciler = Reconciler(
+        dataclasses.replace(harness.reconciler.settings, serving_image_onnxruntime=torchless),
+        AwsClients(max_attempts=1).client,
+    )
+    sm = aws.client("sagemaker")
+
+    def served_on(engine: str) -> str:
+        model = harness.spec["model"]
+        harness.change(model={**model, "inference": {**model["inference"], "engine": engine}})
+        harness.converge()
+        assert harness.status["phase"] == "Ready", harness.status
+        described = sm.describe_model(ModelName=harness.status["modelName"])
+        return str(described["PrimaryContainer"]["Image"])
+
+    assert served_on("onnxruntime") == torchless
+    assert served_on("torch") == SERVING_IMAGE  # the torch-less image cannot run a torch package
+
+
 def test_a_missing_ecr_serving_image_is_reported(harness: Harness) -> None:
     missing = "123456789012.dkr.ecr.us-east-1.amazonaws.com/nowhere:1.0"
     harness.reconciler = Reconciler(

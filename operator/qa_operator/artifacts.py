@@ -107,6 +107,7 @@ class ModelPackager:
 
     def prepare(self, spec: DeploymentSpec, region: str) -> PreparedPackage:
         _check_applicable(spec)
+        _check_engine_available(spec)
         key = self.key(spec)
         home = self._root / key
         failure = self._root / f"{key}.failed.json"
@@ -406,6 +407,18 @@ def _check_applicable(spec: DeploymentSpec) -> None:
             f"spec.model.inference ({', '.join(overridden)}) does not apply to an mlflow "
             "source: the MLflow model is served with its own settings; remove the field",
         )
+
+
+def _check_engine_available(spec: DeploymentSpec) -> None:
+    """Before anything is fetched: an engine whose packaging toolchain this operator's image
+    lacks (onnxruntime's export needs torch) is a clear, terminal condition. Not remembered:
+    the check is cheap, and an operator image with the toolchain passes it."""
+    from qa_operator.model.packaging import engine_unavailable
+
+    if isinstance(spec.source, MlflowSource):
+        return  # an MLflow model is packaged already
+    if (problem := engine_unavailable(spec.inference.engine)) is not None:
+        raise TerminalError("EngineUnavailable", problem)
 
 
 def _require_valid(spec: DeploymentSpec, problem: str | None) -> None:

@@ -4,6 +4,10 @@ With a target repository (spec.image.repository or the operator default) the ima
 through the registry API, no Docker daemon: the base serving image is copied in, and in `baked`
 mode one layer with the model package is appended. Without one, `s3` mode runs the configured
 serving image as it is.
+
+The serving image follows the package's engine: a package of engine onnxruntime runs on the
+torch-less image when one is configured (QA_OPERATOR_SERVING_IMAGE_ONNXRUNTIME), every other
+package on QA_OPERATOR_SERVING_IMAGE (which serves both engines).
 """
 
 from __future__ import annotations
@@ -35,6 +39,13 @@ class ResolvedImage:
     pushed: bool = False  # a baked image this resource's package made: its own to delete
 
 
+def serving_image_for(settings: OperatorSettings, engine: str) -> str | None:
+    """The serving image a package of `engine` runs on."""
+    if engine == "onnxruntime" and settings.serving_image_onnxruntime is not None:
+        return settings.serving_image_onnxruntime
+    return settings.serving_image
+
+
 class ImageResolver:
     def __init__(self, settings: OperatorSettings, ecr_client: Callable[[str], Any]) -> None:
         self._settings = settings
@@ -42,8 +53,13 @@ class ImageResolver:
 
     def cache_key(self, image: ImageSettings, package_digest: str) -> str:
         repository = image.repository or self._settings.image_repository or ""
-        package = package_digest if image.mode == "baked" else ""
-        return short_hash([self._settings.serving_image, repository, image.mode, package], 16)
+        onnxruntime_image = self._settings.serving_image_onnxruntime
+        # Which configured image a package runs on follows from the package (its engine), so
+        # with two images the key holds both and the package's digest; with one it is the key
+        # it always was.
+        package = package_digest if image.mode == "baked" or onnxruntime_image else ""
+        images = [self._settings.serving_image, *([onnxruntime_image] if onnxruntime_image else [])]
+        return short_hash([*images, repository, image.mode, package], 16)
 
     def resolve(
         self,
@@ -54,7 +70,9 @@ class ImageResolver:
         *,
         owner: str | None = None,
     ) -> ResolvedImage:
-        base = self._settings.serving_image
+        from qa_operator.model.packaging import recorded_engine
+
+        base = serving_image_for(self._settings, recorded_engine(package_dir))
         repository = image.repository or self._settings.image_repository
         if base is None:
             raise TerminalError(

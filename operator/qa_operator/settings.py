@@ -26,6 +26,9 @@ class OperatorSettings:
     bucket_prefix: str = "qa-operator"
     execution_role_arn: str | None = None
     serving_image: str | None = None
+    # The serving image for packages of engine onnxruntime (no torch in it, far smaller); None:
+    # they run on `serving_image`, which has onnxruntime too.
+    serving_image_onnxruntime: str | None = None
     image_repository: str | None = None
     registry_endpoint: str | None = None
     poll_min_seconds: float = 5.0
@@ -84,6 +87,7 @@ class OperatorSettings:
             bucket_prefix=(text("BUCKET_PREFIX") or "qa-operator").strip("/"),
             execution_role_arn=text("EXECUTION_ROLE_ARN"),
             serving_image=text("SERVING_IMAGE"),
+            serving_image_onnxruntime=text("SERVING_IMAGE_ONNXRUNTIME"),
             image_repository=text("IMAGE_REPOSITORY"),
             registry_endpoint=text("REGISTRY_ENDPOINT"),
             poll_min_seconds=number("POLL_MIN_SECONDS", 5.0),

@@ -15,7 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from qa_operator.imagebuild.recipes import CONSTRAINTS_FILE, OPERATOR, SERVING, Recipe
+from qa_operator.imagebuild.recipes import (
+    CONSTRAINTS_FILE,
+    OPERATOR,
+    SERVING,
+    SERVING_ONNXRUNTIME,
+    Recipe,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIREMENT_FILE = re.compile(r"(^|/)(constraints|[\w-]*requirements|requirements/[\w-]+)\.txt$")
@@ -99,7 +105,11 @@ def _dockerfile(recipe: Recipe) -> list[Stage]:
     return parse_stages((ROOT / recipe.dockerfile).read_text())
 
 
-RECIPES = [pytest.param(SERVING, id="serving"), pytest.param(OPERATOR, id="operator")]
+RECIPES = [
+    pytest.param(SERVING, id="serving"),
+    pytest.param(SERVING_ONNXRUNTIME, id="serving-onnxruntime"),
+    pytest.param(OPERATOR, id="operator"),
+]
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
@@ -157,6 +167,24 @@ def test_serving_torch_version_is_the_constraints_pin() -> None:
     )
     build = _dockerfile(SERVING)[0]
     assert build.args["TORCH_VERSION"] == pins["torch"]
+
+
+def test_the_torchless_serving_recipe_is_the_dockerfiles_no_torch_variant() -> None:
+    """serving-onnxruntime is serving/Dockerfile with TORCH_VARIANT=none: torch's install is
+    skipped for that value, and nothing else differs from the serving recipe."""
+    assert SERVING_ONNXRUNTIME.dockerfile == SERVING.dockerfile
+    assert not SERVING_ONNXRUNTIME.with_torch and SERVING.with_torch
+    assert SERVING_ONNXRUNTIME.requirement_files == SERVING.requirement_files
+    (torch_install,) = [
+        rest
+        for keyword, rest in instructions((ROOT / SERVING.dockerfile).read_text())
+        if keyword == "RUN" and "torch==" in rest
+    ]
+    assert torch_install.startswith('if [ "${TORCH_VARIANT}" != none ]; then')
+    for name in SERVING.requirement_files:
+        lines = (ROOT / name).read_text().splitlines()
+        pins = [line.split("==")[0].strip() for line in lines if not line.startswith("#")]
+        assert "torch" not in pins, name
 
 
 @pytest.mark.parametrize(

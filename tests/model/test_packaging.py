@@ -22,6 +22,7 @@ from qa_operator.model.packaging import (
     build_package,
     load_package,
     package_digest,
+    recorded_engine,
     write_archive,
 )
 
@@ -209,6 +210,17 @@ def test_onnxruntime_package_records_its_engine_and_graph_not_torch_weights(
     names = {r.split("==")[0] for r in (package.path / "requirements.txt").read_text().split()}
     assert "onnxruntime" in names and "torch" not in names
     assert InferenceConfig.from_dict(pyfunc["config"]) == config
+
+
+def test_the_recorded_engine_is_read_back_from_the_package(
+    tiny_qa_package: ModelPackage, tiny_qa_model_dir: Path, tmp_path: Path
+) -> None:
+    onnx = build_package(
+        tiny_qa_model_dir, tmp_path / "onnx", InferenceConfig(engine="onnxruntime")
+    )
+    assert recorded_engine(onnx.path) == "onnxruntime"
+    assert recorded_engine(tiny_qa_package.path) == "torch"
+    assert recorded_engine(tmp_path / "not-a-package") == "torch"
 
 
 def test_an_onnx_graph_off_from_the_torch_logits_fails_the_check(

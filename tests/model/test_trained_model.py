@@ -4,9 +4,13 @@ post's questions, which were held out of its training; it is cached under a cont
 from __future__ import annotations
 
 import fcntl
+import json
+import os
 import random
 import re
 import shutil
+import subprocess
+import sys
 import threading
 from dataclasses import fields, replace
 from pathlib import Path
@@ -17,7 +21,7 @@ import pytest
 import torch
 
 from qa_operator.model import trained
-from qa_operator.model.config import InferenceConfig
+from qa_operator.model.config import InferenceConfig, Quantize
 from qa_operator.model.inference import WindowedQA, load_engine
 from qa_operator.model.packaging import ModelPackage, build_package
 from qa_operator.model.trained import (
@@ -90,6 +94,54 @@ def test_packaged_model_answers_the_held_out_questions(trained_qa_package: Model
     for row, (_, expected) in zip(result.itertuples(), HELD_OUT, strict=True):
         assert POST_TEXT[row.start : row.end] == expected
         assert row.score > 0.5
+
+
+# Run in a fresh interpreter where torch cannot be imported, as in an image without torch (None
+# in sys.modules: `import torch` fails, and find_spec, which transformers asks, finds nothing);
+# then the serving module and the package's predict path are imported and used.
+WITHOUT_TORCH = """
+import json, sys
+
+for name in ("torch", "torchvision", "torchaudio"):
+    sys.modules[name] = None
+import mlflow.pyfunc, pandas as pd
+import qa_operator.model.serving  # noqa: F401  (what the serving image runs)
+model = mlflow.pyfunc.load_model(sys.argv[1])
+questions = json.loads(sys.argv[2])
+frame = pd.DataFrame({"question": questions, "text": [sys.argv[3]] * len(questions)})
+answers = model.predict(frame)["answer"].tolist()
+loaded = [n for n, module in sys.modules.items() if n.split(".")[0] == "torch" and module]
+print(json.dumps({"answers": answers, "torch": loaded}))
+"""
+
+
+@pytest.mark.parametrize("quantize", ["none", "dynamic-int8"])
+def test_an_onnxruntime_package_answers_the_post_with_torch_refused(
+    quantize: Quantize, trained_qa_model_dir: Path, tmp_path: Path
+) -> None:
+    config = InferenceConfig(engine="onnxruntime", quantize=quantize)
+    package = build_package(trained_qa_model_dir, tmp_path / "package", config)
+    questions = [q for q, _ in HELD_OUT]
+    operator_src = str(Path(trained.__file__).resolve().parents[2])
+    out = subprocess.run(
+        [sys.executable, "-c", WITHOUT_TORCH, str(package.path), json.dumps(questions), POST_TEXT],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": operator_src},
+        cwd=tmp_path,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {"answers": [a for _, a in HELD_OUT], "torch": []}
+    refused = subprocess.run(
+        [sys.executable, "-c", WITHOUT_TORCH.partition("import mlflow")[0] + "import torch\n"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert "ModuleNotFoundError" in refused.stderr  # torch really is kept out
 
 
 def test_the_post_text_is_held_out_of_training(training_contexts: set[str]) -> None:

@@ -56,6 +56,7 @@ def test_every_setting_is_read() -> None:
             "QA_OPERATOR_SMOKE_TEST_ATTEMPTS": "5",
             "QA_OPERATOR_POLICY_FILE": "/etc/qa-operator/policy/policy.yaml",
             "MLFLOW_TRACKING_URI": "https://mlflow.example.com",
+            "QA_OPERATOR_SERVING_IMAGE_ONNXRUNTIME": "registry.local/qa-serving:1-onnxruntime",
         }
     )
     assert settings == OperatorSettings(
@@ -64,6 +65,7 @@ def test_every_setting_is_read() -> None:
         bucket_prefix="serving/qa",
         execution_role_arn="arn:aws:iam::123456789012:role/qa",
         serving_image="registry.local/qa-serving:1",
+        serving_image_onnxruntime="registry.local/qa-serving:1-onnxruntime",
         image_repository="qa/serving",
         registry_endpoint="http://127.0.0.1:5000",
         poll_min_seconds=0.5,

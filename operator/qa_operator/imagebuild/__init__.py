@@ -2,7 +2,14 @@
 
 from qa_operator.imagebuild.build import build_image
 from qa_operator.imagebuild.errors import ImageBuildError
-from qa_operator.imagebuild.recipes import OPERATOR, RECIPES, SERVING, Recipe, recipe_named
+from qa_operator.imagebuild.recipes import (
+    OPERATOR,
+    RECIPES,
+    SERVING,
+    SERVING_ONNXRUNTIME,
+    Recipe,
+    recipe_named,
+)
 from qa_operator.imagebuild.results import BuildResult, LayerReport
 from qa_operator.imagebuild.target import TargetPython, torch_index_url
 
@@ -10,6 +17,7 @@ __all__ = [
     "OPERATOR",
     "RECIPES",
     "SERVING",
+    "SERVING_ONNXRUNTIME",
     "BuildResult",
     "ImageBuildError",
     "LayerReport",

@@ -7,7 +7,7 @@ identical, requirement files included.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 CONSTRAINTS_FILE = "constraints.txt"
 
@@ -83,6 +83,10 @@ SERVING = Recipe(
     ),
 )
 
+# The serving image without torch, for packages of engine onnxruntime (which need only ONNX
+# Runtime, transformers' tokenizers and MLflow): serving/Dockerfile with TORCH_VARIANT=none.
+SERVING_ONNXRUNTIME = replace(SERVING, name="serving-onnxruntime", with_torch=False)
+
 OPERATOR = Recipe(
     name="operator",
     dockerfile="Dockerfile",
@@ -112,7 +116,7 @@ OPERATOR = Recipe(
     ),
 )
 
-RECIPES = {recipe.name: recipe for recipe in (SERVING, OPERATOR)}
+RECIPES = {recipe.name: recipe for recipe in (SERVING, SERVING_ONNXRUNTIME, OPERATOR)}
 
 
 def recipe_named(name: str) -> Recipe:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import importlib.util
 import io
 import os
 import shutil
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qa_operator.model.config import InferenceConfig
+from qa_operator.model.config import DEFAULT_ENGINE, InferenceConfig
 from qa_operator.model.limits import ServingLimits, model_config
 
 MLMODEL = "MLmodel"
@@ -79,6 +80,8 @@ def build_package(
     config.validate()
     if limits is not None:
         limits.validate()
+    if (unavailable := engine_unavailable(config.engine)) is not None:
+        raise EngineUnavailable(unavailable)
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise ValueError(f"{model_dir} is not a HuggingFace model directory (no config.json)")
@@ -212,16 +215,45 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def recorded_engine(package_dir: Path) -> str:
+    """The engine a package was built for, as its MLmodel records it (`torch` when it names
+    none: a torch package, one built before engines existed, or a model that is not ours)."""
+    import yaml
+
+    mlmodel = package_dir / MLMODEL
+    if not mlmodel.is_file():
+        return DEFAULT_ENGINE
+    flavors = (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors") or {}
+    config = (flavors.get("python_function") or {}).get("config") or {}
+    return str(config.get("engine") or DEFAULT_ENGINE)
+
+
+# What exporting the onnxruntime engine's graph at package time imports.
+ONNX_EXPORT_TOOLCHAIN = ("torch", "transformers", "onnx", "onnxruntime")
+
+
+class EngineUnavailable(ValueError):
+    """The engine's package cannot be built here: what it needs is not installed."""
+
+
+def engine_unavailable(engine: str) -> str | None:
+    """Why a package of `engine` cannot be built in this environment (None: it can)."""
+    if engine != "onnxruntime":
+        return None
+    missing = [name for name in ONNX_EXPORT_TOOLCHAIN if importlib.util.find_spec(name) is None]
+    if not missing:
+        return None
+    return (
+        "engine onnxruntime is exported from the torch model when the model is packaged, and "
+        f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed here: "
+        "use engine torch, or build the package where they are installed (build_package) and "
+        "deploy it as an MLflow model (source.mlflow)"
+    )
+
+
 def _export_onnx(model_dir: Path, tokenizer_dir: Path, dest: Path, config: InferenceConfig) -> None:
     from qa_operator.model.onnx_export import export_onnx
 
-    try:
-        import torch  # noqa: F401
-    except ImportError as exc:
-        raise ValueError(
-            "engine onnxruntime is exported from the torch model when the model is packaged, "
-            "and torch is not installed here: package with engine torch, or where torch is"
-        ) from exc
     export_onnx(model_dir, tokenizer_dir, dest, config.quantize)
 
 
