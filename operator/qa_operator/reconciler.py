@@ -71,7 +71,7 @@ from qa_operator.plan import (
 )
 from qa_operator.policy import PolicyFile
 from qa_operator.settings import OperatorSettings
-from qa_operator.spec import DeploymentSpec, S3Source, SpecError, parse_spec
+from qa_operator.spec import DeploymentSpec, HuggingFaceSource, S3Source, SpecError, parse_spec
 
 AwsClientFactory = Callable[[str, str], Any]
 log = logging.getLogger(__name__)
@@ -280,12 +280,17 @@ class Reconciler:
         return plan
 
     def _with_source_version(self, spec: DeploymentSpec, region: str) -> DeploymentSpec:
-        """spec.model.refresh OnResync: the source key holds what an S3 source holds now
-        (freshness.py), so new weights under the same prefix are packaged and rolled out."""
-        if spec.refresh != "OnResync" or not isinstance(spec.source, S3Source):
-            return spec
-        listing = SourceVersions(self._aws("s3", region)).s3_listing(spec.source.uri)
-        return dataclasses.replace(spec, source_version=freshness.s3_version(listing))
+        """spec.model.refresh OnResync: the source key holds what the source holds now
+        (freshness.py), so new weights under the same S3 prefix, or a moved HuggingFace branch,
+        are packaged and rolled out."""
+        lookup = freshness.lookup(spec.refresh, spec.source)
+        if lookup == "s3" and isinstance(spec.source, S3Source):
+            listing = SourceVersions(self._aws("s3", region)).s3_listing(spec.source.uri)
+            return dataclasses.replace(spec, source_version=freshness.s3_version(listing))
+        if lookup == "huggingface" and isinstance(spec.source, HuggingFaceSource):
+            commit = self._packager.hub_commit(spec.source)
+            return dataclasses.replace(spec, source_version=freshness.huggingface_version(commit))
+        return spec
 
     def _adopt(
         self,
@@ -579,6 +584,7 @@ class Reconciler:
             "uri": model_data_url,
             "digest": prepared.digest,
             "sourceKey": key,
+            **({"sourceVersion": spec.source_version} if spec.source_version else {}),
         }
         outcome.status["image"] = {
             "uri": image.uri,
