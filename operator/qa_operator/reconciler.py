@@ -100,12 +100,16 @@ class Outcome:
     message: str = ""
     done: bool = True
     transient_error: bool = False  # requeued because of an error, not to wait on SageMaker
+    # spec.schedule changes state this soon, before the next resync: look again then.
+    wake_after: float | None = None
 
 
 DELETING_PHASE = "Deleting"
 # After a pass that asked SageMaker to change the endpoint: look again this soon (SageMaker may
 # already be done), then back off from poll_min_seconds.
 FIRST_LOOK_SECONDS = 0.2
+# A pass woken for a schedule boundary runs this much after it: never just before it.
+BOUNDARY_MARGIN_SECONDS = 0.5
 # The actions a preflight must pass before (preflight.py): the calls that create or change.
 PREFLIGHT_GUARDS = frozenset(
     {
@@ -206,7 +210,18 @@ class Reconciler:
         verdict = conditions.verdict_for(plan.state, plan.reason, plan.message)
         if not plan.settled:
             outcome.requeue_after = self.next_look(plan, attempt)
+        outcome.wake_after = self.schedule_wake(spec)
         return self._finish(resource, outcome, verdict)
+
+    def schedule_wake(self, spec: DeploymentSpec) -> float | None:
+        """When spec.schedule next suspends or resumes, if before the next resync would look:
+        the pass at that boundary acts on it (schedule.py), not up to a resync interval later."""
+        if spec.suspend:
+            return None  # suspend wins over the schedule: no boundary changes anything
+        seconds = schedule.seconds_until_transition(spec.schedule, self._now())
+        if seconds is None or seconds >= self.settings.resync_seconds:
+            return None
+        return round(seconds + BOUNDARY_MARGIN_SECONDS, 2)
 
     def _reconcile(
         self, resource: Resource, spec: DeploymentSpec, outcome: Outcome, *, resync: bool
