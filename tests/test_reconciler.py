@@ -95,6 +95,9 @@ def harness(
         # SERVING_IMAGE is a made-up digest no container can run: the smoke test is covered with
         # the real serving image in tests/e2e/test_smoke_gate.py.
         smoke_test_default=False,
+        # No execution role or pushed image here: preflight has its own end-to-end tests
+        # (tests/e2e/test_preflight.py), with the fixtures that provision both.
+        preflight=False,
     )
     spec = {
         "model": {
