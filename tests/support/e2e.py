@@ -114,12 +114,17 @@ class Operator:
             process.stop()
 
 
+def create_execution_role(aws: Any, role_arn: str) -> None:
+    """An execution role trusting SageMaker, as preflight wants it."""
+    aws.client("iam").create_role(
+        RoleName=role_arn.rsplit("/", 1)[-1], AssumeRolePolicyDocument=SAGEMAKER_TRUST
+    )
+
+
 def provision_execution(aws: Any) -> None:
     """What a SageMaker account set up for the operator has, so that preflight passes: the
     execution role ROLE_ARN, trusting SageMaker, and SERVING_IMAGE in ECR (by its digest)."""
-    aws.client("iam").create_role(
-        RoleName=ROLE_ARN.rsplit("/", 1)[-1], AssumeRolePolicyDocument=SAGEMAKER_TRUST
-    )
+    create_execution_role(aws, ROLE_ARN)
     ecr = aws.client("ecr")
     ecr.create_repository(repositoryName=SERVING_REPOSITORY)
     ecr.put_image(
