@@ -16,7 +16,7 @@ from qa_operator.artifacts import ModelPackager
 from qa_operator.aws.clients import AwsClients
 from qa_operator.errors import TerminalError
 from qa_operator.model.limits import SERVING_LIMITS_KEY, ServingLimits
-from qa_operator.spec import parse_spec
+from qa_operator.spec import HuggingFaceSource, parse_spec
 
 pytestmark = pytest.mark.e2e
 
@@ -305,3 +305,59 @@ def test_a_qa_hub_model_is_checked_then_packaged_with_each_file_fetched_once(
     for name in hub.files():
         assert hub.file_requests(name).count("GET") == 1, name
     assert not list((tmp_path / "work" / "packages").glob("*.failed.json"))
+
+
+def test_a_hub_branch_resolves_to_its_commit_and_a_moved_branch_packages_the_new_commit(
+    hub_client: None, tiny_qa_model_dir: Path, tmp_path: Path
+) -> None:
+    import dataclasses
+    import json
+
+    from qa_operator import freshness
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_qa_model_dir, model)
+    spec = dataclasses.replace(_hub_spec("acme/tiny-qa"), refresh="OnResync")
+    with fake_hub("acme/tiny-qa", model) as hub:
+        packager = _packager(tmp_path / "work", hub_endpoint=hub.url)
+        first_commit = packager.hub_commit(spec.source)
+        assert first_commit == hub.commit
+        assert hub.revision_requests() == ["main"]
+        assert not hub.file_requests("config.json"), "resolving downloaded a file"
+        first = dataclasses.replace(
+            spec, source_version=freshness.huggingface_version(first_commit)
+        )
+        packaged = packager.prepare(first, "us-east-1")
+
+        # The branch moves: new files, a new commit. The same spec resolves to it.
+        config = json.loads((model / "config.json").read_text())
+        (model / "config.json").write_text(json.dumps({**config, "retrained": "2026-11-27"}))
+        hub.commit = "fedcba9876543210fedcba9876543210fedcba98"
+        moved_commit = packager.hub_commit(spec.source)
+        assert moved_commit == hub.commit
+        moved = dataclasses.replace(
+            spec, source_version=freshness.huggingface_version(moved_commit)
+        )
+        assert packager.key(moved) != packager.key(first)
+        repackaged = packager.prepare(moved, "us-east-1")
+        assert repackaged.digest != packaged.digest
+        # Fetched at the commit the key names, not at the branch again.
+        resolved = [path for _, path, _ in hub.requests if "/resolve/" in path]
+        assert any(f"/resolve/{moved_commit}/config.json" in path for path in resolved)
+        assert not any("/resolve/main/" in path for path in resolved)
+
+
+def test_a_hub_revision_that_does_not_exist_is_terminal(
+    hub_client: None, tiny_qa_model_dir: Path, tmp_path: Path
+) -> None:
+    spec = parse_spec(
+        {
+            "model": {"huggingface": {"id": "acme/tiny-qa", "revision": "v9"}},
+            "endpoint": {"instanceType": "ml.m5.large"},
+        }
+    )
+    assert isinstance(spec.source, HuggingFaceSource)
+    with fake_hub("acme/tiny-qa", tiny_qa_model_dir) as hub, pytest.raises(TerminalError) as error:
+        _packager(tmp_path / "work", hub_endpoint=hub.url).hub_commit(spec.source)
+    assert error.value.reason == "ModelNotFound"
+    assert "huggingface acme/tiny-qa@v9" in error.value.message

@@ -95,6 +95,9 @@ def harness(
         # SERVING_IMAGE is a made-up digest no container can run: the smoke test is covered with
         # the real serving image in tests/e2e/test_smoke_gate.py.
         smoke_test_default=False,
+        # No execution role or pushed image here: preflight has its own end-to-end tests
+        # (tests/e2e/test_preflight.py), with the fixtures that provision both.
+        preflight=False,
     )
     spec = {
         "model": {
@@ -873,3 +876,35 @@ def test_a_pass_given_a_body_older_than_the_last_write_does_not_clean_up_again(
     resync(body=kopf.Body(landed), patch=quiet, memo=memo)
     assert _cleanup_lookups(aws) == cleaned
     assert not quiet.get("status"), "a resync of the settled resource writes nothing"
+
+
+def test_a_pass_before_a_schedule_boundary_asks_to_be_woken_there(
+    harness: Harness, aws: Any
+) -> None:
+    import datetime as dt
+
+    clock = [dt.datetime(2026, 11, 30, 18, 59, 40, tzinfo=dt.UTC)]  # a Monday, 20 s to 19:00
+    settings = dataclasses.replace(harness.reconciler.settings, resync_seconds=60)
+    harness.reconciler = Reconciler(
+        settings, AwsClients(max_attempts=1).client, now=lambda: clock[0]
+    )
+    harness.change(schedule={"timezone": "UTC", "awake": ["Mon-Fri 08:00-19:00"]})
+    settled = harness.converge()
+    assert harness.status["phase"] == "Ready"
+    assert settled.requeue_after is None  # settled: only the boundary brings it back early
+    assert settled.wake_after == 20.5
+
+    # Woken at the boundary: the same pass that would have run a resync later suspends now.
+    clock[0] += dt.timedelta(seconds=settled.wake_after)
+    harness.converge()
+    assert harness.status["phase"] == "Suspended"
+    with pytest.raises(aws.client("sagemaker").exceptions.ClientError):
+        aws.client("sagemaker").describe_endpoint(EndpointName=ENDPOINT)
+
+    # Asleep until Tuesday 08:00: more than a resync away, so the timer's interval does.
+    assert harness.reconcile().wake_after is None
+    clock[0] = dt.datetime(2026, 12, 1, 7, 59, 30, tzinfo=dt.UTC)
+    assert harness.reconcile().wake_after == 30.5
+    # spec.suspend wins over the schedule: no boundary changes anything.
+    harness.change(suspend=True)
+    assert harness.reconcile().wake_after is None

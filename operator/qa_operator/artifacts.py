@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qa_operator import freshness
 from qa_operator.desired import source_key
 from qa_operator.errors import OperatorError, RetryableError, TerminalError
 from qa_operator.model import validation
@@ -100,6 +101,22 @@ class ModelPackager:
     def key(self, spec: DeploymentSpec) -> str:
         """The cache key of the package for `spec` (what the reconciler records as sourceKey)."""
         return source_key(spec, self._limits)
+
+    def hub_commit(self, source: HuggingFaceSource) -> str:
+        """The commit `source`'s revision resolves to on the hub now (freshness.py): one cheap
+        request, its errors classified as packaging's are."""
+        from qa_operator.model import sources
+
+        described = f"huggingface {source.model_id}@{source.revision}"
+        try:
+            commit = sources.resolve_huggingface_revision(
+                source.model_id, source.revision, endpoint=self._hub_endpoint
+            )
+        except Exception as exc:
+            raise _classify(exc, described) from exc
+        if not freshness.is_commit(commit):
+            raise TerminalError("ModelNotFound", f"the hub resolved {described} to {commit!r}")
+        return commit
 
     def _lock_for(self, key: str, *, blocking: bool = True) -> AbstractContextManager[bool]:
         """Two resources with the same source package it once, not twice at the same time."""
@@ -188,8 +205,10 @@ class ModelPackager:
             model_dir = sources.fetch_s3(source.uri, staging / "source", self._s3_client(region))
             _require_valid(spec, _huggingface_model_problem(model_dir))
             return model_dir
+        # With refresh OnResync, the commit the key holds, not the branch again (it may move).
+        revision = freshness.huggingface_commit(spec.source_version) or source.revision
         metadata = sources.fetch_huggingface_metadata(
-            source.model_id, source.revision, self._hub, endpoint=self._hub_endpoint
+            source.model_id, revision, self._hub, endpoint=self._hub_endpoint
         )
         _touch(metadata.parents[1])  # <hub>/models--org--name/snapshots/<commit>
         _require_valid(spec, _huggingface_model_problem(metadata))

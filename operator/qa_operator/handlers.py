@@ -82,7 +82,8 @@ def _resource(body: kopf.Body, own_writes: OwnWrites) -> Resource:
 
 def _requeue(outcome: Outcome) -> kopf.TemporaryError:
     prefix = TRANSIENT if outcome.transient_error else WAITING
-    return kopf.TemporaryError(prefix + outcome.message, delay=outcome.requeue_after or 5)
+    delays = [d for d in (outcome.requeue_after, outcome.wake_after) if d is not None]
+    return kopf.TemporaryError(prefix + outcome.message, delay=min(delays, default=5))
 
 
 def _counted(timed: metrics.PassTimer, outcome: Outcome, body: kopf.Body) -> None:
@@ -109,7 +110,7 @@ def reconcile(body: kopf.Body, patch: kopf.Patch, retry: int, memo: kopf.Memo, *
             outcome = reconciler.reconcile(_resource(body, memo.own_writes), attempt=retry)
         _counted(timed, outcome, body)
     _report(outcome, body, patch, memo)
-    if outcome.requeue_after is not None:
+    if outcome.requeue_after is not None or outcome.wake_after is not None:
         raise _requeue(outcome)
 
 
@@ -132,6 +133,11 @@ def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> Non
     finally:
         lock.release()
     _report(outcome, body, patch, memo)
+    if outcome.wake_after is not None:
+        # A schedule boundary before the next interval: kopf runs the timer again at its delay.
+        raise kopf.TemporaryError(
+            WAITING + "the schedule's next boundary", delay=outcome.wake_after
+        )
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)

@@ -76,7 +76,7 @@ from qa_operator.plan import (
 )
 from qa_operator.policy import PolicyFile
 from qa_operator.settings import OperatorSettings
-from qa_operator.spec import DeploymentSpec, S3Source, SpecError, parse_spec
+from qa_operator.spec import DeploymentSpec, HuggingFaceSource, S3Source, SpecError, parse_spec
 
 AwsClientFactory = Callable[[str, str], Any]
 RoleClientFactory = Callable[[str, str, str, str], Any]  # (role ARN, namespace, service, region)
@@ -118,12 +118,16 @@ class Outcome:
     message: str = ""
     done: bool = True
     transient_error: bool = False  # requeued because of an error, not to wait on SageMaker
+    # spec.schedule changes state this soon, before the next resync: look again then.
+    wake_after: float | None = None
 
 
 DELETING_PHASE = "Deleting"
 # After a pass that asked SageMaker to change the endpoint: look again this soon (SageMaker may
 # already be done), then back off from poll_min_seconds.
 FIRST_LOOK_SECONDS = 0.2
+# A pass woken for a schedule boundary runs this much after it: never just before it.
+BOUNDARY_MARGIN_SECONDS = 0.5
 # The actions a preflight must pass before (preflight.py): the calls that create or change.
 PREFLIGHT_GUARDS = frozenset(
     {
@@ -252,7 +256,18 @@ class Reconciler:
         verdict = conditions.verdict_for(plan.state, plan.reason, plan.message)
         if not plan.settled:
             outcome.requeue_after = self.next_look(plan, attempt)
+        outcome.wake_after = self.schedule_wake(spec)
         return self._finish(resource, outcome, verdict)
+
+    def schedule_wake(self, spec: DeploymentSpec) -> float | None:
+        """When spec.schedule next suspends or resumes, if before the next resync would look:
+        the pass at that boundary acts on it (schedule.py), not up to a resync interval later."""
+        if spec.suspend:
+            return None  # suspend wins over the schedule: no boundary changes anything
+        seconds = schedule.seconds_until_transition(spec.schedule, self._now())
+        if seconds is None or seconds >= self.settings.resync_seconds:
+            return None
+        return round(seconds + BOUNDARY_MARGIN_SECONDS, 2)
 
     def _reconcile(
         self, resource: Resource, spec: DeploymentSpec, outcome: Outcome, *, resync: bool
@@ -351,12 +366,17 @@ class Reconciler:
         return dataclasses.replace(spec, source_reader=acting.identity.role_arn)
 
     def _with_source_version(self, spec: DeploymentSpec, region: str) -> DeploymentSpec:
-        """spec.model.refresh OnResync: the source key holds what an S3 source holds now
-        (freshness.py), so new weights under the same prefix are packaged and rolled out."""
-        if spec.refresh != "OnResync" or not isinstance(spec.source, S3Source):
-            return spec
-        listing = SourceVersions(self._aws("s3", region)).s3_listing(spec.source.uri)
-        return dataclasses.replace(spec, source_version=freshness.s3_version(listing))
+        """spec.model.refresh OnResync: the source key holds what the source holds now
+        (freshness.py), so new weights under the same S3 prefix, or a moved HuggingFace branch,
+        are packaged and rolled out."""
+        lookup = freshness.lookup(spec.refresh, spec.source)
+        if lookup == "s3" and isinstance(spec.source, S3Source):
+            listing = SourceVersions(self._aws("s3", region)).s3_listing(spec.source.uri)
+            return dataclasses.replace(spec, source_version=freshness.s3_version(listing))
+        if lookup == "huggingface" and isinstance(spec.source, HuggingFaceSource):
+            commit = self._packager.hub_commit(spec.source)
+            return dataclasses.replace(spec, source_version=freshness.huggingface_version(commit))
+        return spec
 
     def _adopt(
         self,
@@ -650,6 +670,7 @@ class Reconciler:
             "uri": model_data_url,
             "digest": prepared.digest,
             "sourceKey": key,
+            **({"sourceVersion": spec.source_version} if spec.source_version else {}),
         }
         outcome.status["image"] = {
             "uri": image.uri,

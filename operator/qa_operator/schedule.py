@@ -21,6 +21,8 @@ WINDOW = re.compile(
     r"(?P<start>\d{2}):(?P<start_min>\d{2})-(?P<end>\d{2}):(?P<end_min>\d{2})$"
 )
 MAX_WINDOWS = 20
+# How far ahead the next transition is looked for: a week, and a day for the wrap.
+LOOKAHEAD = dt.timedelta(days=8)
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,58 @@ def parse_schedule(raw: Mapping[str, Any] | None) -> Schedule | None:
         except ValueError as exc:
             raise ValueError("schedule.awake", str(exc)) from exc
     return Schedule(str(timezone), tuple(windows))
+
+
+def seconds_until_transition(schedule: Schedule | None, now: dt.datetime) -> float | None:
+    """Seconds from `now` to the schedule's next change between awake and asleep; None when it
+    never changes (no schedule, or windows that cover the whole week).
+
+    The state is a function of the local wall clock, so it can change only where the clock
+    reaches a window's start or end (both instants of an hour that daylight saving repeats) or
+    jumps over one (the gap when clocks go forward: the change is at the jump). Those instants in
+    the next eight days are the candidates; the first whose state differs from now's is the one.
+    """
+    if schedule is None:
+        return None
+    zone = ZoneInfo(schedule.timezone)
+    now = now.astimezone(dt.UTC)
+    local_today = now.astimezone(zone).date()
+    candidates: set[dt.datetime] = set(_offset_changes(zone, now, LOOKAHEAD))
+    minutes = {m for w in schedule.awake for m in (w.start_minute, w.end_minute)}
+    for day in range(-1, LOOKAHEAD.days + 1):
+        date = local_today + dt.timedelta(days=day)
+        for minute in minutes:
+            wall = dt.datetime.combine(date, dt.time(), tzinfo=zone) + dt.timedelta(minutes=minute)
+            for fold in (0, 1):
+                candidates.add(wall.replace(fold=fold).astimezone(dt.UTC))
+    awake_now = schedule.is_awake(now)
+    for instant in sorted(c for c in candidates if now < c <= now + LOOKAHEAD):
+        if schedule.is_awake(instant) != awake_now:
+            return (instant - now).total_seconds()
+    return None
+
+
+def _offset_changes(zone: ZoneInfo, start: dt.datetime, span: dt.timedelta) -> list[dt.datetime]:
+    """The instants in (start, start + span] where the zone's UTC offset changes, to the second
+    (rounded up: the first whole second on the new offset)."""
+    found = []
+    step = dt.timedelta(hours=1)
+    at = start
+    while at < start + span:
+        after = at + step
+        before_offset = at.astimezone(zone).utcoffset()
+        if before_offset != after.astimezone(zone).utcoffset():
+            low, high = at, after
+            while high - low > dt.timedelta(seconds=1):
+                middle = low + (high - low) / 2
+                if middle.astimezone(zone).utcoffset() == before_offset:
+                    low = middle
+                else:
+                    high = middle
+            whole = high.replace(microsecond=0)
+            found.append(whole if whole == high else whole + dt.timedelta(seconds=1))
+        at = after
+    return found
 
 
 def asleep(schedule: Schedule | None, now: dt.datetime) -> bool:

@@ -52,7 +52,7 @@ class OperatorSettings:
     # How long an endpoint may stay Creating / Updating (deadlines.py), unless its spec says.
     create_timeout_seconds: float = 3600.0
     update_timeout_seconds: float = 5400.0
-    preflight: bool = False  # check role, image, package and quota before creating (preflight.py)
+    preflight: bool = True  # check role, image, package and quota before creating (preflight.py)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorSettings:
@@ -110,7 +110,7 @@ class OperatorSettings:
             lease_seconds=number("LEASE_SECONDS", 15.0),
             create_timeout_seconds=number("CREATE_TIMEOUT_SECONDS", 3600.0),
             update_timeout_seconds=number("UPDATE_TIMEOUT_SECONDS", 5400.0),
-            preflight=_switch(text("PREFLIGHT"), "PREFLIGHT", default=False),
+            preflight=_switch(text("PREFLIGHT"), "PREFLIGHT", default=True),
         )
         if settings.metrics_port > 65535:
             raise SettingsError(f"{PREFIX}METRICS_PORT must be a TCP port (1-65535)")

@@ -22,6 +22,7 @@ from support.e2e import (
     SERVING_IMAGE,
     SOURCE_BUCKET,
     Operator,
+    provision_execution,
 )
 
 
@@ -66,6 +67,9 @@ def operator(
     request: pytest.FixtureRequest,
 ) -> Iterator[Operator]:
     aws.client("s3").create_bucket(Bucket=PACKAGE_BUCKET)
+    # Preflight is on by default: the execution role and the serving image exist, as in an
+    # account set up for the operator (tests/e2e/test_preflight.py takes them away).
+    provision_execution(aws)
     # The admin policy allows exactly what the tests use beyond the defaults: sources in
     # SOURCE_BUCKET, the loopback `mlflow server`. Tests may rewrite it (operator.env names it).
     policy_file = tmp_path / "policy.yaml"

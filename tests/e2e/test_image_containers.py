@@ -39,10 +39,12 @@ from support.e2e import (
     PACKAGE_BUCKET,
     REPO,
     ROLE_ARN,
+    SERVING_IMAGE,
     apply,
     deployment,
     get,
     is_ready,
+    provision_execution,
     wait_for,
 )
 
@@ -220,6 +222,7 @@ def test_operator_image_takes_a_resource_to_ready(
     built = _build(oci_registry, debian_python_base, "operator", OPERATOR_REPOSITORY)
     image = container_runtime.pull(built.uri)
     aws.client("s3").create_bucket(Bucket=PACKAGE_BUCKET)
+    provision_execution(aws)  # the role and SERVING_IMAGE that preflight (on by default) checks
     work = tmp_path / "work"
     work.mkdir()
     work.chmod(0o777)
@@ -233,13 +236,12 @@ def test_operator_image_takes_a_resource_to_ready(
         "HOME": "/tmp",  # as manifests/30-deployment.yaml: the root filesystem is read-only
         "QA_OPERATOR_BUCKET": PACKAGE_BUCKET,
         "QA_OPERATOR_EXECUTION_ROLE_ARN": ROLE_ARN,
-        "QA_OPERATOR_SERVING_IMAGE": "123456789012.dkr.ecr.us-east-1.amazonaws.com/qa@sha256:"
-        + "ab" * 32,
+        "QA_OPERATOR_SERVING_IMAGE": SERVING_IMAGE,
         "QA_OPERATOR_POLL_MIN_SECONDS": "0.5",
         "QA_OPERATOR_POLL_MAX_SECONDS": "2",
         "QA_OPERATOR_RESYNC_SECONDS": "2",
         "QA_OPERATOR_POLICY_FILE": "/etc/qa-operator/policy/policy.yaml",
-        # The made-up SERVING_IMAGE above runs nowhere: no endpoint to ask a smoke question.
+        # SERVING_IMAGE exists in ECR but runs nowhere: no endpoint to ask a smoke question.
         "QA_OPERATOR_SMOKE_TEST": "off",
     }
     command = ["run", "--standalone", "--namespace", namespace]

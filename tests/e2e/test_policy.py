@@ -14,6 +14,7 @@ from support.e2e import (
     ROLE_ARN,
     apply,
     condition,
+    create_execution_role,
     deployment,
     endpoint_observations,
     events,
@@ -151,6 +152,7 @@ namespaces:
     executionRoles: ["arn:aws:iam::123456789012:role/*"]
 """,
     )
+    create_execution_role(aws, OTHER_ROLE)  # the team's role exists: preflight passes
     operator.start()
     apply(
         kube_cluster,
@@ -175,6 +177,7 @@ namespaces:
 def test_a_policy_edited_while_the_operator_runs_applies_at_the_next_pass(
     kube_cluster: Any, aws: Any, namespace: str, operator: Any, s3_model_uri: str
 ) -> None:
+    create_execution_role(aws, OTHER_ROLE)  # the team's role exists: preflight passes
     operator.start()
     body = deployment("later", s3_model_uri, endpoint={"executionRoleArn": OTHER_ROLE})
     apply(kube_cluster, namespace, body)

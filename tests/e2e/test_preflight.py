@@ -1,4 +1,5 @@
-"""Preflight end to end (QA_OPERATOR_PREFLIGHT=on): each failed check is a terminal
+"""Preflight end to end (on by default; the `operator` fixture provisions the execution role and
+the serving image, and these tests take them away): each failed check is a terminal
 PreflightFailed naming it, with no SageMaker resource created; a passing one is cached per
 generation."""
 
@@ -12,6 +13,8 @@ import pytest
 from support.e2e import (
     PACKAGE_BUCKET,
     ROLE_ARN,
+    SERVING_DIGEST,
+    SERVING_REPOSITORY,
     apply,
     condition,
     deployment,
@@ -79,7 +82,13 @@ def nothing_created(aws: Any, obj: dict[str, Any]) -> None:
 def test_role_missing_then_not_trusting_sagemaker_then_image_missing_each_fail_with_nothing_created(
     kube_cluster: Any, aws: Any, namespace: str, operator: Any, s3_model_uri: str
 ) -> None:
-    operator.start(QA_OPERATOR_PREFLIGHT="on")
+    iam = aws.client("iam")
+    iam.delete_role(RoleName=ROLE_NAME)
+    ecr = aws.client("ecr")
+    ecr.batch_delete_image(
+        repositoryName=SERVING_REPOSITORY, imageIds=[{"imageDigest": SERVING_DIGEST}]
+    )
+    operator.start()
     apply(kube_cluster, namespace, deployment("pre", s3_model_uri))
     obj = preflight_failure(kube_cluster, namespace, "pre", operator, 1)
     message = condition(obj, "Degraded")["message"]
@@ -98,7 +107,6 @@ def test_role_missing_then_not_trusting_sagemaker_then_image_missing_each_fail_w
     )
     assert aws.calls("iam", "GetRole") == get_role
 
-    iam = aws.client("iam")
     iam.create_role(RoleName=ROLE_NAME, AssumeRolePolicyDocument=trust("ec2.amazonaws.com"))
     apply(kube_cluster, namespace, deployment("pre", s3_model_uri, endpoint={"tags": {"t": "2"}}))
     obj = preflight_failure(kube_cluster, namespace, "pre", operator, 2)
@@ -120,10 +128,7 @@ def test_role_missing_then_not_trusting_sagemaker_then_image_missing_each_fail_w
 def test_a_package_gone_fails_the_resume_and_a_sound_spec_passes_with_quota_skipped_politely(
     kube_cluster: Any, aws: Any, namespace: str, operator: Any, s3_model_uri: str
 ) -> None:
-    aws.client("iam").create_role(
-        RoleName=ROLE_NAME, AssumeRolePolicyDocument=trust("sagemaker.amazonaws.com")
-    )
-    operator.start(QA_OPERATOR_PREFLIGHT="on", QA_OPERATOR_SERVING_IMAGE=pushed_image(aws))
+    operator.start()  # the fixtures' role and serving image, as every e2e test has them
 
     apply(kube_cluster, namespace, deployment("sound", s3_model_uri))
     ready = wait_ready(kube_cluster, namespace, "sound", operator)
@@ -162,14 +167,11 @@ def test_a_package_gone_fails_the_resume_and_a_sound_spec_passes_with_quota_skip
 def test_an_instance_type_without_quota_or_not_offered_fails_with_nothing_created(
     kube_cluster: Any, aws: Any, namespace: str, operator: Any, s3_model_uri: str
 ) -> None:
-    aws.client("iam").create_role(
-        RoleName=ROLE_NAME, AssumeRolePolicyDocument=trust("sagemaker.amazonaws.com")
-    )
     aws.set_service_quotas(
         "sagemaker",
         {"ml.m5.large for endpoint usage": 1, "ml.g5.xlarge for endpoint usage": 0},
     )
-    operator.start(QA_OPERATOR_PREFLIGHT="on", QA_OPERATOR_SERVING_IMAGE=pushed_image(aws))
+    operator.start(QA_OPERATOR_SERVING_IMAGE=pushed_image(aws))
 
     apply(kube_cluster, namespace, deployment("many", s3_model_uri, endpoint={"instanceCount": 3}))
     obj = preflight_failure(kube_cluster, namespace, "many", operator, 1)

@@ -117,3 +117,27 @@ def test_schedule_keeps_an_endpoint_asleep_outside_its_windows_and_wakes_it_insi
     ready = wait_ready(kube_cluster, namespace, "nightly", operator, generation=2)
     assert ready["status"]["endpointStatus"] == "InService"
     assert aws.calls("sagemaker", "CreateEndpoint") == 1
+
+
+def test_the_schedule_suspends_at_its_boundary_not_at_the_next_resync(
+    kube_cluster: Any, aws: Any, namespace: str, operator: Any, s3_model_uri: str
+) -> None:
+    # Resyncs ten minutes apart: only a pass woken at the boundary can suspend within the wait.
+    operator.start(QA_OPERATOR_RESYNC_SECONDS="600")
+    now = dt.datetime.now(dt.UTC)
+    end = (now + dt.timedelta(minutes=2)).replace(second=0, microsecond=0)  # 60-120 s away
+    start = end - dt.timedelta(hours=3)
+    window = {"timezone": "UTC", "awake": [f"Mon-Sun {start:%H:%M}-{end:%H:%M}"]}
+    apply(kube_cluster, namespace, deployment("closing", s3_model_uri, schedule=window))
+    wait_ready(kube_cluster, namespace, "closing", operator)
+
+    def suspended() -> dict[str, Any] | None:
+        obj = get(kube_cluster, namespace, "closing")
+        return obj if (obj or {}).get("status", {}).get("phase") == "Suspended" else None
+
+    obj = wait_for("closing Suspended at its boundary", suspended, timeout=300, operator=operator)
+    assert "spec.schedule" in condition(obj, "Ready")["message"]
+    suspended_at = dt.datetime.fromisoformat(obj["status"]["suspension"]["suspendedAt"])
+    assert suspended_at >= end, "suspended before the window closed"
+    with pytest.raises(ClientError):
+        aws.client("sagemaker").describe_endpoint(EndpointName=f"{namespace}-closing")

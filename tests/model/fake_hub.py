@@ -1,5 +1,9 @@
 """A minimal HuggingFace hub on loopback: the file API `snapshot_download` uses (revision info,
-tree listing, resolve), serving one model directory, recording every request it gets."""
+tree listing, resolve), serving one model directory, recording every request it gets.
+
+Its branch points to `commit`: a test moves the branch by changing the directory's files and
+`commit`. Revision info honours `expand` (only the fields asked, as the hub answers
+`model_info(..., expand=["sha"])`) and answers an unknown revision 404 `RevisionNotFound`."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 
 @dataclass
@@ -40,6 +44,12 @@ class FakeHub:
             if path.startswith(prefix) and path[len(prefix) :].partition("/")[2] == name
         ]
 
+    def revision_requests(self) -> list[str]:
+        """The revisions asked about through revision info (`model_info`), in order."""
+        prefix = f"/api/models/{self.repo_id}/revision/"
+        paths = [path for _, path, _ in list(self.requests)]
+        return [path[len(prefix) :] for path in paths if path.startswith(prefix)]
+
 
 def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
@@ -65,7 +75,15 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             api = f"/api/models/{hub.repo_id}"
             if path in (f"{api}/revision/{hub.branch}", f"{api}/revision/{hub.commit}"):
                 siblings = [{"rfilename": name} for name in files]
-                return self._json({"id": hub.repo_id, "sha": hub.commit, "siblings": siblings})
+                info = {"id": hub.repo_id, "sha": hub.commit, "siblings": siblings}
+                expand = parse_qs(urlsplit(self.path).query).get("expand")
+                if expand:
+                    info = {k: v for k, v in info.items() if k == "id" or k in expand}
+                return self._json(info)
+            if path.startswith(f"{api}/revision/"):
+                return self._reply(
+                    404, b'{"error": "Invalid rev id"}', {"X-Error-Code": "RevisionNotFound"}
+                )
             if path == f"{api}/tree/{hub.commit}":
                 return self._json(
                     [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -21,7 +22,38 @@ from devstack.processes import stop
 REPO = Path(__file__).resolve().parents[2]
 GROUP, VERSION, PLURAL = "serving.qaoperator.io", "v1alpha1", "qamodeldeployments"
 ROLE_ARN = "arn:aws:iam::123456789012:role/SageMakerExecution"
-SERVING_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/qa-serving@sha256:" + "ab" * 32
+SAGEMAKER_TRUST = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "sagemaker.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+)
+# A serving image that exists in the stack's ECR (provision_execution) but that no container can
+# run: its digest is its manifest's, as ECR computes it. Tests that run a real serving image push
+# one to the registry (test_smoke_gate.py).
+SERVING_REPOSITORY = "qa-serving"
+SERVING_MANIFEST = json.dumps(
+    {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {
+            "mediaType": "application/vnd.docker.container.image.v1+json",
+            "size": 2,
+            "digest": "sha256:" + "ab" * 32,
+        },
+        "layers": [],
+    }
+)
+SERVING_DIGEST = "sha256:" + hashlib.sha256(SERVING_MANIFEST.encode()).hexdigest()
+SERVING_IMAGE = (
+    f"123456789012.dkr.ecr.us-east-1.amazonaws.com/{SERVING_REPOSITORY}@{SERVING_DIGEST}"
+)
 PACKAGE_BUCKET = "qa-packages"
 SOURCE_BUCKET = "qa-sources"
 
@@ -81,6 +113,26 @@ class Operator:
     def stop_all(self) -> None:
         for process in self.processes:
             process.stop()
+
+
+def create_execution_role(aws: Any, role_arn: str) -> None:
+    """An execution role trusting SageMaker, as preflight wants it."""
+    aws.client("iam").create_role(
+        RoleName=role_arn.rsplit("/", 1)[-1], AssumeRolePolicyDocument=SAGEMAKER_TRUST
+    )
+
+
+def provision_execution(aws: Any) -> None:
+    """What a SageMaker account set up for the operator has, so that preflight passes: the
+    execution role ROLE_ARN, trusting SageMaker, and SERVING_IMAGE in ECR (by its digest)."""
+    create_execution_role(aws, ROLE_ARN)
+    ecr = aws.client("ecr")
+    ecr.create_repository(repositoryName=SERVING_REPOSITORY)
+    ecr.put_image(
+        repositoryName=SERVING_REPOSITORY,
+        imageManifest=SERVING_MANIFEST,
+        imageDigest=SERVING_DIGEST,
+    )
 
 
 def deployment(name: str, model_uri: str, **spec_overrides: Any) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from qa_operator.desired import source_key
-from qa_operator.freshness import s3_version
+from qa_operator.freshness import huggingface_commit, huggingface_version, lookup, s3_version
 from qa_operator.spec import SpecError, parse_spec
 
 LISTING = [("tiny/config.json", '"aaa"'), ("tiny/model.safetensors", '"bbb"')]
@@ -51,3 +51,69 @@ def test_spec_refresh_is_never_or_on_resync() -> None:
     with pytest.raises(SpecError) as error:
         parse_spec({**RAW, "model": {**RAW["model"], "refresh": "Always"}})
     assert error.value.field_path == "model.refresh"
+
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.mark.parametrize(
+    ("name", "model", "expected"),
+    [
+        ("never: nothing asked", {"s3": {"uri": "s3://bucket/tiny/"}}, None),
+        (
+            "s3 refreshing: listed",
+            {"s3": {"uri": "s3://bucket/tiny/"}, "refresh": "OnResync"},
+            "s3",
+        ),
+        (
+            "a branch refreshing: resolved",
+            {"huggingface": {"id": "acme/qa"}, "refresh": "OnResync"},
+            "huggingface",
+        ),
+        (
+            "a tag refreshing: resolved",
+            {"huggingface": {"id": "acme/qa", "revision": "v1.2"}, "refresh": "OnResync"},
+            "huggingface",
+        ),
+        (
+            "a pinned commit cannot move: not asked",
+            {"huggingface": {"id": "acme/qa", "revision": COMMIT}, "refresh": "OnResync"},
+            None,
+        ),
+        (
+            "upper-case hex is a name, not a commit",
+            {"huggingface": {"id": "acme/qa", "revision": COMMIT.upper()}, "refresh": "OnResync"},
+            "huggingface",
+        ),
+        ("a branch, never", {"huggingface": {"id": "acme/qa"}}, None),
+        (
+            "mlflow: not looked at",
+            {"mlflow": {"modelUri": "models:/qa/3"}, "refresh": "OnResync"},
+            None,
+        ),
+    ],
+)
+def test_what_a_pass_asks_to_know_what_a_source_holds(
+    name: str, model: dict[str, Any], expected: str | None
+) -> None:
+    spec = parse_spec({**RAW, "model": model})
+    assert lookup(spec.refresh, spec.source) == expected
+
+
+def test_a_huggingface_version_names_its_commit() -> None:
+    version = huggingface_version(COMMIT)
+    assert version == f"hf-{COMMIT}"
+    assert huggingface_commit(version) == COMMIT
+    assert huggingface_commit(s3_version(LISTING)) is None
+    assert huggingface_commit(None) is None
+    with pytest.raises(ValueError, match="40-hex"):
+        huggingface_version("main")
+
+
+def test_a_moved_branch_changes_the_source_key() -> None:
+    spec = parse_spec({**RAW, "model": {"huggingface": {"id": "acme/qa"}, "refresh": "OnResync"}})
+    keys = {
+        source_key(dataclasses.replace(spec, source_version=huggingface_version(c)))
+        for c in (COMMIT, COMMIT[::-1])
+    }
+    assert len(keys) == 2 and source_key(spec) not in keys

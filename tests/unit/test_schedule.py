@@ -6,7 +6,13 @@ import datetime as dt
 
 import pytest
 
-from qa_operator.schedule import Window, asleep, parse_schedule, parse_window
+from qa_operator.schedule import (
+    Window,
+    asleep,
+    parse_schedule,
+    parse_window,
+    seconds_until_transition,
+)
 from qa_operator.spec import SpecError, parse_spec
 
 WORKDAYS = {"timezone": "Europe/Copenhagen", "awake": ["Mon-Fri 08:00-19:00"]}
@@ -77,3 +83,47 @@ def test_spec_schedule_errors_name_the_field() -> None:
         with pytest.raises(SpecError) as error:
             parse_spec({**raw, "schedule": bad})
         assert error.value.field_path == field
+
+
+H = 3600.0
+ALWAYS = {"timezone": "UTC", "awake": ["Mon-Sun 00:00-24:00"]}
+ADJACENT = {"timezone": "UTC", "awake": ["Mon 08:00-12:00", "Mon 12:00-14:00"]}
+NEW_YORK = {"timezone": "America/New_York", "awake": ["Mon-Fri 09:00-17:00"]}
+# Copenhagen's clocks: 2026-03-29 01:00 UTC jumps 02:00 -> 03:00 local; 2026-10-25 01:00 UTC
+# goes back 03:00 -> 02:00 local (the hour 02:00-03:00 happens twice).
+SPRING = {"timezone": "Europe/Copenhagen", "awake": ["Sun 02:30-05:00"]}
+AUTUMN = {"timezone": "Europe/Copenhagen", "awake": ["Sun 00:00-02:30"]}
+
+TRANSITIONS = [
+    ("asleep before a workday: wakes at 08:00 Copenhagen", WORKDAYS, "2026-11-30T06:30", 0.5 * H),
+    ("awake: sleeps at 19:00 Copenhagen", WORKDAYS, "2026-11-30T10:00", 8 * H),
+    ("Friday evening: wakes on Monday (the week wraps)", WORKDAYS, "2026-11-27T20:00", 59 * H),
+    ("seconds count, not only minutes", WORKDAYS, "2026-11-30T06:59:30", 30.0),
+    ("at the boundary itself: the next one", WORKDAYS, "2026-11-30T07:00", 11 * H),
+    ("summer time: 08:00 CEST is 06:00 UTC", WORKDAYS, "2026-06-08T05:00", 1 * H),
+    ("west of UTC: 09:00 EST Monday", NEW_YORK, "2026-11-27T22:30", 63.5 * H),
+    ("adjacent windows are one stretch awake", ADJACENT, "2026-11-30T10:00", 4 * H),
+    ("past midnight: Saturday 02:00", NIGHTS, "2026-11-28T01:00", 1 * H),
+    ("past midnight: the next Friday night", NIGHTS, "2026-11-28T03:00", 163 * H),
+    ("a window in the skipped hour starts when clocks jump", SPRING, "2026-03-29T00:30", 0.5 * H),
+    ("the repeated hour: 02:30 summer time ends the window", AUTUMN, "2026-10-24T23:30", 1 * H),
+    ("the repeated hour: clocks back to 02:00 wake it again", AUTUMN, "2026-10-25T00:45", 0.25 * H),
+    ("the repeated hour: 02:30 winter time ends it for good", AUTUMN, "2026-10-25T01:00", 0.5 * H),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "raw", "now", "seconds"), TRANSITIONS)
+def test_seconds_until_transition(
+    name: str, raw: dict[str, object], now: str, seconds: float
+) -> None:
+    schedule = parse_schedule(raw)
+    assert seconds_until_transition(schedule, utc(now)) == seconds
+    # The state flips there, and not a second before.
+    after = utc(now) + dt.timedelta(seconds=seconds)
+    assert asleep(schedule, after) != asleep(schedule, utc(now))
+    assert asleep(schedule, after - dt.timedelta(seconds=1)) == asleep(schedule, utc(now))
+
+
+def test_no_transition_without_a_schedule_or_with_one_always_awake() -> None:
+    assert seconds_until_transition(None, utc("2026-11-27T12:00")) is None
+    assert seconds_until_transition(parse_schedule(ALWAYS), utc("2026-11-27T12:00")) is None

@@ -347,7 +347,8 @@ def test_bad_operations_settings_stop_the_start(env: dict[str, str], fragment: s
 def test_lifecycle_settings_deadlines_and_preflight() -> None:
     defaults = OperatorSettings.from_env({})
     assert (defaults.create_timeout_seconds, defaults.update_timeout_seconds) == (3600.0, 5400.0)
-    assert defaults.preflight is False
+    assert defaults.preflight is True
+    assert OperatorSettings.from_env({"QA_OPERATOR_PREFLIGHT": "off"}).preflight is False
     custom = OperatorSettings.from_env(
         {
             "QA_OPERATOR_CREATE_TIMEOUT_SECONDS": "1800",

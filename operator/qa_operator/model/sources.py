@@ -61,6 +61,25 @@ def fetch_huggingface(
     )
 
 
+def resolve_huggingface_revision(
+    model_id: str,
+    revision: str,
+    *,
+    token: str | None = None,
+    endpoint: str | None = None,
+) -> str:
+    """The commit `revision` (a branch or tag) of `model_id` points to now: one revision-info
+    request (`GET /api/models/<id>/revision/<revision>`, only its `sha` asked), no download."""
+    from huggingface_hub import HfApi
+
+    info = HfApi(endpoint=endpoint, token=token).model_info(
+        model_id, revision=revision, expand=["sha"]
+    )
+    if not info.sha:
+        raise ValueError(f"the hub named no commit for {model_id}@{revision}")
+    return str(info.sha)
+
+
 def fetch_huggingface_metadata(
     model_id: str,
     revision: str,
