@@ -39,9 +39,10 @@ class Harness:
         self.generation = 1
         self.status: dict[str, Any] = {}
         self.events: list[str] = []
+        self.owner = OWNER
 
     def resource(self) -> Resource:
-        return Resource(OWNER, self.generation, self.spec, dict(self.status))
+        return Resource(self.owner, self.generation, self.spec, dict(self.status))
 
     def apply(self, outcome: Outcome) -> Outcome:
         self.events += [event.reason for event in outcome.events]
@@ -678,6 +679,91 @@ def test_deletion_reports_each_step_in_status(harness: Harness, aws: Any) -> Non
             break
     assert outcome.done
     assert aws.client("sagemaker").list_endpoint_configs()["EndpointConfigs"] == []
+
+
+def _package_keys(aws: Any) -> list[str]:
+    listed = aws.client("s3").list_objects_v2(Bucket=PACKAGE_BUCKET).get("Contents", [])
+    return sorted(obj["Key"] for obj in listed)
+
+
+def test_two_resources_with_one_source_share_one_package_until_both_are_deleted(
+    harness: Harness, aws: Any
+) -> None:
+    first = harness
+    first.converge()
+    second = Harness(first.reconciler, first.spec)
+    second.owner = Owner(OWNER.namespace, "second", "1d5f6b3f-6e7d-4b68-8b1f-2a3b4c5d6e7f")
+    second.converge()
+
+    uri = first.status["modelPackage"]["uri"]
+    assert second.status["modelPackage"]["uri"] == uri
+    package = uri.removeprefix(f"s3://{PACKAGE_BUCKET}/")
+    assert package.startswith("qa-operator/_packages/sha256-")
+    refs = package.removesuffix("model.tar.gz") + "refs/"
+    assert _package_keys(aws) == sorted(
+        [
+            package,
+            f"{refs}{OWNER.namespace}.{OWNER.name}.{OWNER.uid}",
+            f"{refs}{OWNER.namespace}.second.{second.owner.uid}",
+        ]
+    )
+    assert "UploadedPackage" in first.events and "UploadedPackage" not in second.events
+
+    _finalize(first)
+    assert _package_keys(aws) == [package, f"{refs}{OWNER.namespace}.second.{second.owner.uid}"]
+    _finalize(second)
+    assert _package_keys(aws) == []
+
+
+def test_the_reference_of_a_deleted_resource_does_not_keep_a_package_another_one_reuploads(
+    harness: Harness, aws: Any
+) -> None:
+    harness.converge()
+    uri = harness.status["modelPackage"]["uri"]
+    _finalize(harness)
+    assert _package_keys(aws) == []
+
+    again = Harness(harness.reconciler, harness.spec)
+    again.owner = Owner(OWNER.namespace, OWNER.name, "2e6a7c4a-7f8e-4c79-9c2a-3b4c5d6e7f80")
+    again.converge()
+    # The packager's disk cache still has it: the object is made to exist again after the ref.
+    assert again.status["modelPackage"]["uri"] == uri
+    assert uri.removeprefix(f"s3://{PACKAGE_BUCKET}/") in _package_keys(aws)
+
+
+def test_a_package_recorded_under_the_owner_prefix_before_sharing_is_still_deleted(
+    harness: Harness, aws: Any
+) -> None:
+    """A resource from before shared packages keeps its recorded per-owner key (nothing is
+    re-uploaded or rolled out for it); its new package, after a change, is the shared one, and
+    the old object goes once the endpoint serves the new one, the rest on delete."""
+    harness.converge()
+    shared = harness.status["modelPackage"]["uri"].removeprefix(f"s3://{PACKAGE_BUCKET}/")
+    digest_dir = shared.split("/")[-2]
+    legacy = f"qa-operator/{OWNER.namespace}/{OWNER.name}-{OWNER.uid}/{digest_dir}/model.tar.gz"
+    s3 = aws.client("s3")
+    s3.copy_object(
+        Bucket=PACKAGE_BUCKET, Key=legacy, CopySource={"Bucket": PACKAGE_BUCKET, "Key": shared}
+    )
+    s3.delete_objects(
+        Bucket=PACKAGE_BUCKET,
+        Delete={"Objects": [{"Key": k} for k in _package_keys(aws) if k != legacy]},
+    )
+    harness.status["modelPackage"]["uri"] = f"s3://{PACKAGE_BUCKET}/{legacy}"
+    harness.converge()
+    assert harness.status["modelPackage"]["uri"] == f"s3://{PACKAGE_BUCKET}/{legacy}"
+    assert _package_keys(aws) == [legacy]
+
+    inference = {"maxSeqLength": 96, "docStride": 32}
+    harness.change(model={**harness.spec["model"], "inference": inference})
+    harness.converge()
+    now = harness.status["modelPackage"]["uri"].removeprefix(f"s3://{PACKAGE_BUCKET}/")
+    assert now.startswith("qa-operator/_packages/")
+    assert legacy not in _package_keys(aws)
+    assert now in _package_keys(aws)
+
+    _finalize(harness)
+    assert _package_keys(aws) == []
 
 
 def _finalize(harness: Harness) -> Outcome:

@@ -36,6 +36,7 @@ from typing import Any
 
 from qa_operator.desired import source_key
 from qa_operator.errors import OperatorError, RetryableError, TerminalError
+from qa_operator.keyed_locks import KeyedLocks
 from qa_operator.model import validation
 from qa_operator.model.limits import ServingLimits
 from qa_operator.policy import mask_uri
@@ -294,38 +295,6 @@ class ModelPackager:
             archive=home / "model.tar.gz",
             archive_digest=record["archiveDigest"],
         )
-
-
-class KeyedLocks:
-    """One lock per key, kept only while a thread holds or waits for it: bounded by the work in
-    flight, not by every key the process has ever seen."""
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._locks: dict[str, tuple[threading.Lock, int]] = {}
-
-    @contextmanager
-    def hold(self, key: str, *, blocking: bool = True) -> Iterator[bool]:
-        """Hold `key`'s lock for the block; yields whether it was acquired (always, blocking)."""
-        with self._guard:
-            lock, users = self._locks.get(key, (threading.Lock(), 0))
-            self._locks[key] = (lock, users + 1)
-        acquired = lock.acquire(blocking)
-        try:
-            yield acquired
-        finally:
-            if acquired:
-                lock.release()
-            with self._guard:
-                users = self._locks[key][1] - 1
-                if users:
-                    self._locks[key] = (lock, users)
-                else:
-                    del self._locks[key]
-
-    def __len__(self) -> int:
-        with self._guard:
-            return len(self._locks)
 
 
 @dataclass(frozen=True)
