@@ -27,7 +27,7 @@ from qa_operator import (
     smoke,
     suspend,
 )
-from qa_operator.artifacts import ModelPackager
+from qa_operator.artifacts import ModelPackager, PackagingJobs, describe_source
 from qa_operator.aws.autoscaling import AutoscalingGateway
 from qa_operator.aws.capacity import CapacityGateway
 from qa_operator.aws.observation import Observations
@@ -78,6 +78,14 @@ AwsClientFactory = Callable[[str, str], Any]
 log = logging.getLogger(__name__)
 
 
+class PackagingPending(Exception):
+    """The pass needs a package its job is still building: it ends here and looks again."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 @dataclass(frozen=True)
 class Resource:
     owner: Owner
@@ -107,6 +115,8 @@ DELETING_PHASE = "Deleting"
 # After a pass that asked SageMaker to change the endpoint: look again this soon (SageMaker may
 # already be done), then back off from poll_min_seconds.
 FIRST_LOOK_SECONDS = 0.2
+# While its package is built in the packaging pool: look again this soon.
+PACKAGING_LOOK_SECONDS = 0.5
 # The actions a preflight must pass before (preflight.py): the calls that create or change.
 PREFLIGHT_GUARDS = frozenset(
     {
@@ -142,6 +152,9 @@ class Reconciler:
             s3_client=lambda region: aws_client("s3", region),
             limits=settings.serving_limits,
             max_bytes=settings.work_dir_max_bytes,
+        )
+        self._packaging = PackagingJobs(
+            self._packager, max_concurrent=settings.max_concurrent_packaging
         )
         self._images = images or ImageResolver(settings, lambda region: aws_client("ecr", region))
         self._policy = policy or PolicyFile(settings.policy_file)
@@ -191,6 +204,9 @@ class Reconciler:
             return self._finish(resource, outcome, conditions.blocked("InvalidSpec", str(exc)))
         try:
             plan = self._reconcile(resource, spec, outcome, resync=resync)
+        except PackagingPending as pending:
+            outcome.requeue_after = PACKAGING_LOOK_SECONDS
+            return self._finish(resource, outcome, conditions.packaging(pending.message))
         except TerminalError as exc:
             if not _already_blocked(resource, exc.reason, exc.message):
                 outcome.events.append(Event("Warning", exc.reason, exc.message))
@@ -562,7 +578,9 @@ class Reconciler:
                 model_data_url=recorded_package.get("uri") if needs_bucket else None,
             )
 
-        prepared = self._packager.prepare(spec, region)
+        prepared = self._packaging.ready(spec, region)
+        if prepared is None:
+            raise PackagingPending(f"packaging {describe_source(spec)}")
         model_data_url: str | None = None
         if needs_bucket:
             assert bucket is not None
