@@ -97,7 +97,8 @@ def test_a_source_that_is_not_a_qa_model_is_refused_once_and_not_fetched_again(
     assert owned(aws, obj["metadata"]["uid"]) == nothing
     for operation in ("CreateModel", "CreateEndpointConfig", "CreateEndpoint"):
         assert aws.calls("sagemaker", operation) == 1, f"{operation}: only the served one's"
-    assert all(f"/masked-{obj['metadata']['uid']}/" not in key for key in package_objects(aws))
+    uid = obj["metadata"]["uid"]
+    assert all(f".masked.{uid}" not in key for key in package_objects(aws)), "no reference"
 
     # Another source is a new spec, not the remembered failure: and this one is a QA model.
     apply(kube_cluster, namespace, deployment("masked", s3_model_uri))

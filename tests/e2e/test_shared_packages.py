@@ -1,4 +1,5 @@
-"""One source deployed twice: one package upload, one object, kept until its last user goes."""
+"""Packages at scale: one upload per distinct package, shared until its last user goes, and
+packaging that runs beside the reconciles, not in them."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from support.e2e import (
     PACKAGE_BUCKET,
     apply,
+    condition,
     deployment,
     events,
     get,
@@ -59,3 +61,31 @@ def test_two_resources_with_one_source_upload_one_package_kept_until_both_are_go
         "second released", lambda: get(kube_cluster, namespace, "second") is None, operator=operator
     )
     assert package_objects(aws) == []
+
+
+def test_a_resource_whose_model_is_being_packaged_says_so_then_becomes_ready(
+    kube_cluster: Any, aws: Any, namespace: str, operator: Any, s3_model_uri: str
+) -> None:
+    # The source's files come slowly: packaging takes seconds, in the packaging pool.
+    aws.inject_fault("s3", "GetObject", "latency", latency_s=2.0, count=3)
+    operator.start()
+    apply(kube_cluster, namespace, deployment("slow", s3_model_uri))
+
+    packaging = wait_for(
+        "the Packaging condition",
+        lambda: (
+            (obj := get(kube_cluster, namespace, "slow")) is not None
+            and condition(obj, "Progressing").get("reason") == "Packaging"
+            and obj
+        ),
+        operator=operator,
+    )
+    progressing = condition(packaging, "Progressing")
+    assert progressing["status"] == "True"
+    assert progressing["message"] == f"packaging s3 {s3_model_uri}"
+    assert packaging["status"]["phase"] == "Packaging"
+    assert aws.client("sagemaker").list_models()["Models"] == [], "nothing created before it"
+
+    ready = wait_ready(kube_cluster, namespace, "slow", operator)
+    assert condition(ready, "Progressing")["reason"] != "Packaging"
+    assert ready["status"]["modelPackage"]["uri"].endswith("/model.tar.gz")
