@@ -143,6 +143,10 @@ def test_the_first_pass_starts_packaging_and_returns_at_once(harness: Harness, a
     assert (progressing["status"], progressing["reason"]) == ("True", "Packaging")
     assert progressing["message"] == "packaging s3 s3://sources/tiny/"
     assert harness.status["phase"] == "Packaging"
+    assert (harness.condition("Ready")["status"], harness.condition("Degraded")["status"]) == (
+        "False",
+        "False",
+    )
     assert aws.client("sagemaker").list_models()["Models"] == []
 
     harness.converge()

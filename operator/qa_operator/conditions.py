@@ -94,9 +94,16 @@ def retrying(reason: str, message: str, phase: str = "") -> Verdict:
 
 
 def packaging(message: str) -> Verdict:
-    """The model is being packaged (off the reconcile): Progressing speaks, Ready keeps what it
-    knew (an endpoint that served before still serves the old package)."""
-    return Verdict("Packaging", (Condition(PROGRESSING, "True", PACKAGING, message),))
+    """The model is being packaged (off the reconcile): not Ready for this generation, as while
+    an update is under way (an endpoint that served before still serves the old package)."""
+    return Verdict(
+        "Packaging",
+        (
+            Condition(READY, "False", PACKAGING, message),
+            Condition(PROGRESSING, "True", PACKAGING, message),
+            Condition(DEGRADED, "False", "AsExpected", ""),
+        ),
+    )
 
 
 def internal_error(exc: BaseException, retry_in: float, phase: str = "") -> Verdict:

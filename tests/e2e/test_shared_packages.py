@@ -84,6 +84,7 @@ def test_a_resource_whose_model_is_being_packaged_says_so_then_becomes_ready(
     assert progressing["status"] == "True"
     assert progressing["message"] == f"packaging s3 {s3_model_uri}"
     assert packaging["status"]["phase"] == "Packaging"
+    assert condition(packaging, "Ready")["status"] == "False"
     assert aws.client("sagemaker").list_models()["Models"] == [], "nothing created before it"
 
     ready = wait_ready(kube_cluster, namespace, "slow", operator)
