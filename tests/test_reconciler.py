@@ -149,6 +149,11 @@ def test_the_first_pass_starts_packaging_and_returns_at_once(harness: Harness, a
     )
     assert aws.client("sagemaker").list_models()["Models"] == []
 
+    assert harness.reconciler.packaging_look(10) == 0.5, "never under 0.5 s (poll_min 0.01)"
+    settings = dataclasses.replace(harness.reconciler.settings, poll_min_seconds=5)
+    looks = Reconciler(settings, AwsClients(max_attempts=1).client).packaging_look
+    assert [looks(attempt) for attempt in range(5)] == [0.5, 1.0, 2.0, 4.0, 5.0]
+
     harness.converge()
     assert harness.condition("Ready")["status"] == "True"
 

@@ -115,7 +115,8 @@ DELETING_PHASE = "Deleting"
 # After a pass that asked SageMaker to change the endpoint: look again this soon (SageMaker may
 # already be done), then back off from poll_min_seconds.
 FIRST_LOOK_SECONDS = 0.2
-# While its package is built in the packaging pool: look again this soon.
+# While its package is built in the packaging pool: look again this soon, then twice as late
+# each time up to poll_min_seconds: each look is a kopf retry, which PATCHes the resource.
 PACKAGING_LOOK_SECONDS = 0.5
 # The actions a preflight must pass before (preflight.py): the calls that create or change.
 PREFLIGHT_GUARDS = frozenset(
@@ -192,6 +193,13 @@ class Reconciler:
             return min(FIRST_LOOK_SECONDS, self.settings.poll_min_seconds)
         return self.backoff(attempt)
 
+    def packaging_look(self, attempt: int) -> float:
+        """When to look again for a package being built."""
+        return min(
+            max(self.settings.poll_min_seconds, PACKAGING_LOOK_SECONDS),
+            PACKAGING_LOOK_SECONDS * 2 ** max(attempt, 0),
+        )
+
     # -- create, update, resume, resync ------------------------------------------------------
 
     def reconcile(self, resource: Resource, attempt: int = 0, *, resync: bool = False) -> Outcome:
@@ -205,7 +213,7 @@ class Reconciler:
         try:
             plan = self._reconcile(resource, spec, outcome, resync=resync)
         except PackagingPending as pending:
-            outcome.requeue_after = PACKAGING_LOOK_SECONDS
+            outcome.requeue_after = self.packaging_look(attempt)
             return self._finish(resource, outcome, conditions.packaging(pending.message))
         except TerminalError as exc:
             if not _already_blocked(resource, exc.reason, exc.message):
