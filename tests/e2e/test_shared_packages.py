@@ -3,6 +3,7 @@ packaging that runs beside the reconciles, not in them."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -64,11 +65,17 @@ def test_two_resources_with_one_source_upload_one_package_kept_until_both_are_go
 
 
 def test_a_resource_whose_model_is_being_packaged_says_so_then_becomes_ready(
-    kube_cluster: Any, aws: Any, namespace: str, operator: Any, s3_model_uri: str
+    kube_cluster: Any,
+    aws: Any,
+    namespace: str,
+    operator: Any,
+    s3_model_uri: str,
+    tmp_path: Path,
 ) -> None:
-    # The source's files come slowly: packaging takes seconds, in the packaging pool.
+    # The source's files come slowly: packaging takes seconds, in the packaging pool. Its own
+    # work dir: the session's package cache may hold this source's package already.
     aws.inject_fault("s3", "GetObject", "latency", latency_s=2.0, count=3)
-    operator.start()
+    operator.start(QA_OPERATOR_WORK_DIR=str(tmp_path / "work"))
     apply(kube_cluster, namespace, deployment("slow", s3_model_uri))
 
     packaging = wait_for(
