@@ -15,6 +15,9 @@ applied with one `kubectl apply`. Reported per N:
   once everything is Ready (after one interval to settle);
 * Kubernetes writes (POST, PUT, PATCH, DELETE) by resource during the rollout, from the API
   server's apiserver_request_total (a no-op PATCH counts); the N creates of the apply included;
+* the package uploads: S3 PutObject and CreateMultipartUpload calls during the rollout (the
+  archives and one empty reference marker per resource) and the model.tar.gz objects in the
+  bucket once all are Ready;
 * the operator's CPU time (user + system) and peak resident memory (VmHWM) over the whole run;
 * ListModels calls over the whole run: one per resource's superseded clean-up.
 
@@ -44,6 +47,7 @@ sys.path[:0] = [str(REPO / "operator"), str(REPO)]
 
 from devstack.demo import (  # noqa: E402
     EXAMPLE,
+    PACKAGE_BUCKET,
     current,
     local_operator_env,
     start_operator,
@@ -110,6 +114,12 @@ def ready_count(api: Any) -> int:
         "serving.qaoperator.io", "v1alpha1", NAMESPACE, "qamodeldeployments"
     )
     return sum(1 for obj in listed["items"] if current(obj, "Ready"))
+
+
+def package_archives(s3: Any) -> int:
+    """The model.tar.gz objects in the package bucket: one per upload that made a new object."""
+    listed = s3.list_objects_v2(Bucket=PACKAGE_BUCKET).get("Contents", [])
+    return sum(1 for obj in listed if obj["Key"].endswith("/model.tar.gz"))
 
 
 def delta(after: collections.Counter[str], before: collections.Counter[str]) -> dict[str, int]:
@@ -179,15 +189,16 @@ def measure(
                     last_report = time.monotonic()
             all_ready = time.monotonic() - applied
             calls1, writes1 = aws_calls(), kube_writes(stack)
+            packages = package_archives(stack.client("s3"))
             print(f"  N={n} ({label}): all Ready in {all_ready:.1f} s", flush=True)
             time.sleep(resync_seconds)  # the passes that follow Ready (clean-up, tags) settle
             calls2, writes2 = aws_calls(), kube_writes(stack)
             time.sleep(resyncs * resync_seconds)
             calls3, writes3 = aws_calls(), kube_writes(stack)
             cpu, peak_rss = process_usage(pid)
+        rollout_calls = delta(calls1, calls0)
         steady_calls = delta(calls3, calls2)
         steady_writes = delta(writes3, writes2)
-        rollout_calls = delta(calls1, calls0)
         return {
             "n": n,
             "operator": label,
@@ -197,6 +208,12 @@ def measure(
             # One superseded clean-up per resource lists its models once (twice for a stem that
             # matches more than 100 names: qa-1 matches qa-1, qa-1x and qa-1xx at N >= 200).
             "whole_run_list_models": delta(calls3, calls0).get("sagemaker:ListModels", 0),
+            # Each PutObject or multipart upload of the rollout: the archives, and (since
+            # packages are shared) one empty reference marker per resource.
+            "rollout_s3_uploads": sum(
+                rollout_calls.get(f"s3:{op}", 0) for op in ("PutObject", "CreateMultipartUpload")
+            ),
+            "package_archives_in_s3": packages,
             "rollout_kube_writes": delta(writes1, writes0),
             "resync_seconds": resync_seconds,
             "aws_calls_per_resync_per_resource": per_resource(steady_calls, n * resyncs),

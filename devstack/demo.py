@@ -525,9 +525,10 @@ class Demo:
         configs = sagemaker.list_endpoint_configs(**names)["EndpointConfigs"]
         models = sagemaker.list_models(**names)["Models"]
         bucket, key = split_s3_uri(package_uri)
-        # The key is <operator prefix>/<namespace>/<name>-<uid>/<digest>/model.tar.gz.
+        # The key is <operator prefix>/_packages/<digest>/model.tar.gz, its references beside
+        # it (package_refs.py); another resource with the same package keeps it on AWS.
         parts = key.split("/")
-        prefix = "/".join(parts[:1] if self.stack else parts[:-2]) + "/"
+        prefix = "/".join(parts[:1] if self.stack else parts[:-1]) + "/"
         s3: Any = boto3.client("s3")
         listed = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
         objects = listed.get("Contents", [])

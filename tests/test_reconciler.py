@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,9 +40,10 @@ class Harness:
         self.generation = 1
         self.status: dict[str, Any] = {}
         self.events: list[str] = []
+        self.owner = OWNER
 
     def resource(self) -> Resource:
-        return Resource(OWNER, self.generation, self.spec, dict(self.status))
+        return Resource(self.owner, self.generation, self.spec, dict(self.status))
 
     def apply(self, outcome: Outcome) -> Outcome:
         self.events += [event.reason for event in outcome.events]
@@ -52,8 +54,19 @@ class Harness:
                 self.status[key] = value
         return outcome
 
-    def reconcile(self) -> Outcome:
-        return self.apply(self.reconciler.reconcile(self.resource()))
+    def reconcile(self, attempt: int = 0) -> Outcome:
+        """One pass past packaging: the passes that find the package still being built (in the
+        packaging pool) are waited out, not counted."""
+        deadline = time.monotonic() + 120
+        while True:
+            outcome = self.apply(self.reconciler.reconcile(self.resource(), attempt))
+            packaging = any(
+                (c["type"], c["status"], c["reason"]) == ("Progressing", "True", "Packaging")
+                for c in outcome.status.get("conditions", ())
+            )
+            if not packaging or time.monotonic() > deadline:
+                return outcome
+            time.sleep(0.05)
 
     def converge(self, passes: int = 20) -> Outcome:
         for _ in range(passes):
@@ -121,6 +134,31 @@ def test_first_pass_creates_everything_and_reports_ready(harness: Harness, aws: 
     ]
     sm = aws.client("sagemaker")
     assert sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointStatus"] == "InService"
+
+
+def test_the_first_pass_starts_packaging_and_returns_at_once(harness: Harness, aws: Any) -> None:
+    """Packaging runs in its own pool, not in the pass (kopf's worker): the pass says so and
+    comes back soon; a later pass takes the package and goes on."""
+    outcome = harness.apply(harness.reconciler.reconcile(harness.resource()))
+    assert outcome.requeue_after == 0.5
+    assert not outcome.transient_error and outcome.events == []
+    progressing = harness.condition("Progressing")
+    assert (progressing["status"], progressing["reason"]) == ("True", "Packaging")
+    assert progressing["message"] == "packaging s3 s3://sources/tiny/"
+    assert harness.status["phase"] == "Packaging"
+    assert (harness.condition("Ready")["status"], harness.condition("Degraded")["status"]) == (
+        "False",
+        "False",
+    )
+    assert aws.client("sagemaker").list_models()["Models"] == []
+
+    assert harness.reconciler.packaging_look(10) == 0.5, "never under 0.5 s (poll_min 0.01)"
+    settings = dataclasses.replace(harness.reconciler.settings, poll_min_seconds=5)
+    looks = Reconciler(settings, AwsClients(max_attempts=1).client).packaging_look
+    assert [looks(attempt) for attempt in range(5)] == [0.5, 1.0, 2.0, 4.0, 5.0]
+
+    harness.converge()
+    assert harness.condition("Ready")["status"] == "True"
 
 
 def test_a_repeated_pass_changes_nothing(harness: Harness, aws: Any) -> None:
@@ -567,11 +605,11 @@ def test_after_starting_work_the_endpoint_is_looked_at_again_at_once_then_with_b
     harness.reconciler = Reconciler(settings, AwsClients(max_attempts=1).client, jitter=lambda: 0.5)
     aws.set_endpoint_lifecycle(creating_describes=3)
 
-    created = harness.apply(harness.reconciler.reconcile(harness.resource(), attempt=0))
+    created = harness.reconcile(attempt=0)
     assert "CreatingEndpoint" in harness.events
     assert created.requeue_after is not None and created.requeue_after <= 0.2, created
 
-    waiting = harness.apply(harness.reconciler.reconcile(harness.resource(), attempt=1))
+    waiting = harness.reconcile(attempt=1)
     assert harness.status["endpointStatus"] == "Creating"
     assert waiting.requeue_after is not None and waiting.requeue_after >= 5, waiting
 
@@ -703,6 +741,91 @@ def test_deletion_reports_each_step_in_status(harness: Harness, aws: Any) -> Non
             break
     assert outcome.done
     assert aws.client("sagemaker").list_endpoint_configs()["EndpointConfigs"] == []
+
+
+def _package_keys(aws: Any) -> list[str]:
+    listed = aws.client("s3").list_objects_v2(Bucket=PACKAGE_BUCKET).get("Contents", [])
+    return sorted(obj["Key"] for obj in listed)
+
+
+def test_two_resources_with_one_source_share_one_package_until_both_are_deleted(
+    harness: Harness, aws: Any
+) -> None:
+    first = harness
+    first.converge()
+    second = Harness(first.reconciler, first.spec)
+    second.owner = Owner(OWNER.namespace, "second", "1d5f6b3f-6e7d-4b68-8b1f-2a3b4c5d6e7f")
+    second.converge()
+
+    uri = first.status["modelPackage"]["uri"]
+    assert second.status["modelPackage"]["uri"] == uri
+    package = uri.removeprefix(f"s3://{PACKAGE_BUCKET}/")
+    assert package.startswith("qa-operator/_packages/sha256-")
+    refs = package.removesuffix("model.tar.gz") + "refs/"
+    assert _package_keys(aws) == sorted(
+        [
+            package,
+            f"{refs}{OWNER.namespace}.{OWNER.name}.{OWNER.uid}",
+            f"{refs}{OWNER.namespace}.second.{second.owner.uid}",
+        ]
+    )
+    assert "UploadedPackage" in first.events and "UploadedPackage" not in second.events
+
+    _finalize(first)
+    assert _package_keys(aws) == [package, f"{refs}{OWNER.namespace}.second.{second.owner.uid}"]
+    _finalize(second)
+    assert _package_keys(aws) == []
+
+
+def test_the_reference_of_a_deleted_resource_does_not_keep_a_package_another_one_reuploads(
+    harness: Harness, aws: Any
+) -> None:
+    harness.converge()
+    uri = harness.status["modelPackage"]["uri"]
+    _finalize(harness)
+    assert _package_keys(aws) == []
+
+    again = Harness(harness.reconciler, harness.spec)
+    again.owner = Owner(OWNER.namespace, OWNER.name, "2e6a7c4a-7f8e-4c79-9c2a-3b4c5d6e7f80")
+    again.converge()
+    # The packager's disk cache still has it: the object is made to exist again after the ref.
+    assert again.status["modelPackage"]["uri"] == uri
+    assert uri.removeprefix(f"s3://{PACKAGE_BUCKET}/") in _package_keys(aws)
+
+
+def test_a_package_recorded_under_the_owner_prefix_before_sharing_is_still_deleted(
+    harness: Harness, aws: Any
+) -> None:
+    """A resource from before shared packages keeps its recorded per-owner key (nothing is
+    re-uploaded or rolled out for it); its new package, after a change, is the shared one, and
+    the old object goes once the endpoint serves the new one, the rest on delete."""
+    harness.converge()
+    shared = harness.status["modelPackage"]["uri"].removeprefix(f"s3://{PACKAGE_BUCKET}/")
+    digest_dir = shared.split("/")[-2]
+    legacy = f"qa-operator/{OWNER.namespace}/{OWNER.name}-{OWNER.uid}/{digest_dir}/model.tar.gz"
+    s3 = aws.client("s3")
+    s3.copy_object(
+        Bucket=PACKAGE_BUCKET, Key=legacy, CopySource={"Bucket": PACKAGE_BUCKET, "Key": shared}
+    )
+    s3.delete_objects(
+        Bucket=PACKAGE_BUCKET,
+        Delete={"Objects": [{"Key": k} for k in _package_keys(aws) if k != legacy]},
+    )
+    harness.status["modelPackage"]["uri"] = f"s3://{PACKAGE_BUCKET}/{legacy}"
+    harness.converge()
+    assert harness.status["modelPackage"]["uri"] == f"s3://{PACKAGE_BUCKET}/{legacy}"
+    assert _package_keys(aws) == [legacy]
+
+    inference = {"maxSeqLength": 96, "docStride": 32}
+    harness.change(model={**harness.spec["model"], "inference": inference})
+    harness.converge()
+    now = harness.status["modelPackage"]["uri"].removeprefix(f"s3://{PACKAGE_BUCKET}/")
+    assert now.startswith("qa-operator/_packages/")
+    assert legacy not in _package_keys(aws)
+    assert now in _package_keys(aws)
+
+    _finalize(harness)
+    assert _package_keys(aws) == []
 
 
 def _finalize(harness: Harness) -> Outcome:

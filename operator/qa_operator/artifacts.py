@@ -1,8 +1,10 @@
 """From a spec's model source to a packaged, archived MLflow model on local disk.
 
-Packaging runs in kopf's worker threads, never on its event loop, and at most
-`max_concurrent` at a time. Results are cached under the work dir by the source key, so a
-repeated pass (or a restarted operator on the same volume) does not fetch or package again.
+Packaging runs in its own pool of threads (`PackagingJobs`), never in kopf's workers nor on its
+event loop, and at most `max_concurrent` at a time: a reconcile that needs a package not built
+yet starts (or joins) its source's job and comes back for the result. Results are cached under
+the work dir by the source key, so a repeated pass (or a restarted operator on the same volume)
+does not fetch or package again.
 
 A source is checked before it is packaged (a QA architecture with a fast tokenizer, or an MLflow
 model with the QA signature); a hub model before its weights are fetched, from its config and
@@ -18,6 +20,7 @@ least recently used package directories and hub downloads go until the work dir 
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
@@ -29,6 +32,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +41,7 @@ from typing import Any
 from qa_operator import freshness
 from qa_operator.desired import source_key
 from qa_operator.errors import OperatorError, RetryableError, TerminalError
+from qa_operator.keyed_locks import KeyedLocks
 from qa_operator.model import validation
 from qa_operator.model.limits import ServingLimits
 from qa_operator.policy import mask_uri
@@ -121,6 +126,23 @@ class ModelPackager:
     def _lock_for(self, key: str, *, blocking: bool = True) -> AbstractContextManager[bool]:
         """Two resources with the same source package it once, not twice at the same time."""
         return self._key_locks.hold(key, blocking=blocking)
+
+    def cached(self, spec: DeploymentSpec) -> PreparedPackage | None:
+        """The package for `spec` if the cache has it, without fetching anything; raises what
+        cannot be packaged (a remembered failure, a field that does not apply). None while
+        another thread prepares it."""
+        _check_applicable(spec)
+        key = self.key(spec)
+        home = self._root / key
+        with self._lock_for(key, blocking=False) as acquired:
+            if not acquired:
+                return None
+            cached = self._cached(home)
+            if cached is not None:
+                _touch(home)
+                return cached
+            _raise_remembered(self._root / f"{key}.failed.json")
+        return None
 
     def prepare(self, spec: DeploymentSpec, region: str) -> PreparedPackage:
         _check_applicable(spec)
@@ -316,36 +338,67 @@ class ModelPackager:
         )
 
 
-class KeyedLocks:
-    """One lock per key, kept only while a thread holds or waits for it: bounded by the work in
-    flight, not by every key the process has ever seen."""
+class PackagingJobs:
+    """Packaging off the reconcile: `ready()` answers at once with the package, or starts (or
+    joins) the one job of its source key in a pool of `max_concurrent` threads and answers None;
+    a later call takes the job's result or raises its error. A job is forgotten once a caller
+    has taken it, or `forget_after` seconds after it finished if nobody came back for it (a
+    resource deleted meanwhile): the jobs kept are bounded by the packaging in flight."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        packager: ModelPackager,
+        *,
+        max_concurrent: int,
+        forget_after: float = DEFAULT_KEEP_RECENT_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._packager = packager
+        self._pool = ThreadPoolExecutor(max_concurrent, thread_name_prefix="packaging")
+        self._jobs: dict[str, Future[PreparedPackage]] = {}
+        self._finished_at: dict[str, float] = {}
         self._guard = threading.Lock()
-        self._locks: dict[str, tuple[threading.Lock, int]] = {}
+        self._forget_after = forget_after
+        self._clock = clock
 
-    @contextmanager
-    def hold(self, key: str, *, blocking: bool = True) -> Iterator[bool]:
-        """Hold `key`'s lock for the block; yields whether it was acquired (always, blocking)."""
+    def ready(self, spec: DeploymentSpec, region: str) -> PreparedPackage | None:
+        key = self._packager.key(spec)
         with self._guard:
-            lock, users = self._locks.get(key, (threading.Lock(), 0))
-            self._locks[key] = (lock, users + 1)
-        acquired = lock.acquire(blocking)
-        try:
-            yield acquired
-        finally:
-            if acquired:
-                lock.release()
-            with self._guard:
-                users = self._locks[key][1] - 1
-                if users:
-                    self._locks[key] = (lock, users)
-                else:
-                    del self._locks[key]
+            self._forget_stale()
+            job = self._jobs.get(key)
+            if job is not None and job.done():
+                del self._jobs[key]
+                self._finished_at.pop(key, None)
+        if job is not None:
+            return job.result() if job.done() else None  # result() raises the job's error
+        cached = self._packager.cached(spec)
+        if cached is not None:
+            return cached
+        started: Future[PreparedPackage] | None = None
+        with self._guard:
+            if key not in self._jobs:
+                # In the pass's context: the job reads the source as the role the pass acts as.
+                context = contextvars.copy_context()
+                started = self._pool.submit(context.run, self._packager.prepare, spec, region)
+                self._jobs[key] = started
+        if started is not None:  # outside the guard: a job already done runs the callback here
+            started.add_done_callback(lambda _, k=key: self._finished(k))  # type: ignore[misc]
+        return None
+
+    def _finished(self, key: str) -> None:
+        with self._guard:
+            if key in self._jobs:
+                self._finished_at[key] = self._clock()
+
+    def _forget_stale(self) -> None:
+        since = self._clock() - self._forget_after
+        for key in [k for k, at in self._finished_at.items() if at < since]:
+            self._jobs.pop(key, None)
+            del self._finished_at[key]
 
     def __len__(self) -> int:
         with self._guard:
-            return len(self._locks)
+            return len(self._jobs)
 
 
 @dataclass(frozen=True)

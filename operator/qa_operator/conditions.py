@@ -15,6 +15,7 @@ from qa_operator.plan import State
 
 READY = "Ready"
 PROGRESSING = "Progressing"
+PACKAGING = "Packaging"  # Progressing's reason while the package is built
 DEGRADED = "Degraded"
 CONDITION_TYPES = (READY, PROGRESSING, DEGRADED)
 
@@ -90,6 +91,19 @@ def blocked(reason: str, message: str) -> Verdict:
 def retrying(reason: str, message: str, phase: str = "") -> Verdict:
     """A transient error: only Progressing speaks, Ready keeps what it knew."""
     return Verdict(phase, (Condition(PROGRESSING, "True", reason, message),))
+
+
+def packaging(message: str) -> Verdict:
+    """The model is being packaged (off the reconcile): not Ready for this generation, as while
+    an update is under way (an endpoint that served before still serves the old package)."""
+    return Verdict(
+        "Packaging",
+        (
+            Condition(READY, "False", PACKAGING, message),
+            Condition(PROGRESSING, "True", PACKAGING, message),
+            Condition(DEGRADED, "False", "AsExpected", ""),
+        ),
+    )
 
 
 def internal_error(exc: BaseException, retry_in: float, phase: str = "") -> Verdict:

@@ -213,12 +213,9 @@ def production_variant(config: DesiredEndpointConfig) -> dict[str, Any]:
     return variant
 
 
-def package_key(prefix: str, owner: Owner, package_digest: str) -> str:
-    """Content-addressed S3 key of a model package, under a per-owner prefix for clean deletes."""
-    return f"{owner_prefix(prefix, owner)}{package_digest.replace(':', '-')}/model.tar.gz"
-
-
 def owner_prefix(prefix: str, owner: Owner) -> str:
+    """Where packages were kept per owner before they were shared (package_refs.py): still
+    listed and emptied by its clean-up, so that nothing uploaded then is left behind."""
     return f"{prefix.strip('/')}/{owner.namespace}/{owner.name}-{owner.uid}/"
 
 

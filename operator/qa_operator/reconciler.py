@@ -29,14 +29,14 @@ from qa_operator import (
     smoke,
     suspend,
 )
-from qa_operator.artifacts import ModelPackager
+from qa_operator.artifacts import ModelPackager, PackagingJobs, describe_source
 from qa_operator.aws.autoscaling import AutoscalingGateway
 from qa_operator.aws.capacity import CapacityGateway
 from qa_operator.aws.observation import Observations
 from qa_operator.aws.preflight import PreflightGateway
 from qa_operator.aws.roles import AssumedRoles
 from qa_operator.aws.runtime import SageMakerRuntimeGateway
-from qa_operator.aws.s3 import PackageStore
+from qa_operator.aws.s3 import PackageStore, SharedPackageStore
 from qa_operator.aws.sagemaker import SageMakerGateway
 from qa_operator.aws.source_versions import SourceVersions
 from qa_operator.aws_identity import AwsIdentity
@@ -50,12 +50,13 @@ from qa_operator.desired import (
     is_owned_by,
     name_stem,
     owner_prefix,
-    package_key,
 )
 from qa_operator.endpoint_options import async_status
 from qa_operator.errors import INTERNAL_ERROR, OperatorError, RetryableError, TerminalError
 from qa_operator.images import ImageResolver
+from qa_operator.keyed_locks import KeyedLocks
 from qa_operator.observation import resync_timing
+from qa_operator.package_refs import shared_package, split_recorded, to_release
 from qa_operator.plan import (
     Action,
     History,
@@ -81,6 +82,14 @@ from qa_operator.spec import DeploymentSpec, HuggingFaceSource, S3Source, SpecEr
 AwsClientFactory = Callable[[str, str], Any]
 RoleClientFactory = Callable[[str, str, str, str], Any]  # (role ARN, namespace, service, region)
 log = logging.getLogger(__name__)
+
+
+class PackagingPending(Exception):
+    """The pass needs a package its job is still building: it ends here and looks again."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 @dataclass(frozen=True)
@@ -128,6 +137,9 @@ DELETING_PHASE = "Deleting"
 FIRST_LOOK_SECONDS = 0.2
 # A pass woken for a schedule boundary runs this much after it: never just before it.
 BOUNDARY_MARGIN_SECONDS = 0.5
+# While its package is built in the packaging pool: look again this soon, then twice as late
+# each time up to poll_min_seconds: each look is a kopf retry, which PATCHes the resource.
+PACKAGING_LOOK_SECONDS = 0.5
 # The actions a preflight must pass before (preflight.py): the calls that create or change.
 PREFLIGHT_GUARDS = frozenset(
     {
@@ -172,12 +184,16 @@ class Reconciler:
             limits=settings.serving_limits,
             max_bytes=settings.work_dir_max_bytes,
         )
+        self._packaging = PackagingJobs(
+            self._packager, max_concurrent=settings.max_concurrent_packaging
+        )
         self._images = images or ImageResolver(settings, lambda region: self._aws("ecr", region))
         self._policy = policy or PolicyFile(settings.policy_file)
         self._now = now
         self._jitter = jitter
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self._package_refs = KeyedLocks()  # one digest's reference changes at a time
         # One ListEndpoints per region and identity per tenth of the resync interval, shared by
         # every resync; an out-of-band change shows within one resync interval
         # (observation.ResyncTiming). Per identity, since two roles may see different endpoints.
@@ -220,6 +236,13 @@ class Reconciler:
             return min(FIRST_LOOK_SECONDS, self.settings.poll_min_seconds)
         return self.backoff(attempt)
 
+    def packaging_look(self, attempt: int) -> float:
+        """When to look again for a package being built."""
+        return min(
+            max(self.settings.poll_min_seconds, PACKAGING_LOOK_SECONDS),
+            PACKAGING_LOOK_SECONDS * 2 ** max(attempt, 0),
+        )
+
     # -- create, update, resume, resync ------------------------------------------------------
 
     def reconcile(self, resource: Resource, attempt: int = 0, *, resync: bool = False) -> Outcome:
@@ -239,6 +262,9 @@ class Reconciler:
             return self._finish(resource, outcome, conditions.blocked("InvalidSpec", str(exc)))
         try:
             plan = self._reconcile(resource, spec, outcome, resync=resync)
+        except PackagingPending as pending:
+            outcome.requeue_after = self.packaging_look(attempt)
+            return self._finish(resource, outcome, conditions.packaging(pending.message))
         except TerminalError as exc:
             if not _already_blocked(resource, exc.reason, exc.message):
                 outcome.events.append(Event("Warning", exc.reason, exc.message))
@@ -651,18 +677,19 @@ class Reconciler:
                 model_data_url=recorded_package.get("uri") if needs_bucket else None,
             )
 
-        prepared = self._packager.prepare(spec, region)
+        prepared = self._packaging.ready(spec, region)
+        if prepared is None:
+            raise PackagingPending(f"packaging {describe_source(spec)}")
         model_data_url: str | None = None
         if needs_bucket:
             assert bucket is not None
-            key_name = package_key(self.settings.bucket_prefix, resource.owner, prepared.digest)
-            store = PackageStore(self._aws("s3", region))
-            if store.upload(prepared.archive, bucket, key_name, prepared.digest):
+            package = shared_package(bucket, self.settings.bucket_prefix, prepared.digest)
+            if self._shared_packages(region).acquire(
+                package, resource.owner, prepared.archive, prepared.digest
+            ):
                 outcome.status["supersededDeletedFor"] = None
-                outcome.events.append(
-                    Event("Normal", "UploadedPackage", f"uploaded s3://{bucket}/{key_name}")
-                )
-            model_data_url = f"s3://{bucket}/{key_name}"
+                outcome.events.append(Event("Normal", "UploadedPackage", f"uploaded {package.uri}"))
+            model_data_url = package.uri
         image = self._images.resolve(
             spec.image, region, prepared.package_dir, prepared.digest, owner=resource.owner.uid
         )
@@ -807,27 +834,38 @@ class Reconciler:
     def _delete_packages(
         self, owner: Owner, region: str, status: Mapping[str, Any], keep: str | None
     ) -> tuple[int, int]:
-        """Delete this owner's package objects, wherever the current settings or the recorded
-        URIs put them, but `keep`; with no `keep` (finalizing), abort its unfinished multipart
-        uploads too. Returns how many objects were deleted and uploads aborted."""
+        """Drop this owner's references to the shared packages it recorded but `keep`, and delete
+        its own package objects (per-owner keys of earlier versions), wherever the current
+        settings or the recorded URIs put them; with no `keep` (finalizing), abort its unfinished
+        multipart uploads too. Returns how many objects were deleted and uploads aborted."""
         recorded = [
             (status.get("modelPackage") or {}).get("uri"),
             *(status.get("supersededPackages") or ()),
         ]
+        # Shared packages lose this owner's reference (and go with the last one); the
+        # per-owner keys of earlier versions, and the owner's prefix, are deleted as before.
+        released = sum(
+            self._shared_packages(region).release(package, owner)
+            for package in to_release(recorded, keep)
+        )
+        _, own_keys = split_recorded(recorded)
         bucket = self.settings.bucket
         current = (bucket, owner_prefix(self.settings.bucket_prefix, owner)) if bucket else None
-        places = package_prefixes(current, recorded, f"{owner.name}-{owner.uid}")
-        if not places and not any(recorded):
-            return 0, 0
+        places = package_prefixes(current, own_keys, f"{owner.name}-{owner.uid}")
+        if not places and not any(own_keys):
+            return released, 0
         store = PackageStore(self._aws("s3", region))
         listed = [(b, key) for b, prefix in places for key in store.keys(b, prefix)]
-        doomed = packages_to_delete(listed, recorded, keep)
+        doomed = packages_to_delete(listed, own_keys, keep)
         for doomed_bucket in sorted({b for b, _ in doomed}):
             store.delete(doomed_bucket, [key for b, key in doomed if b == doomed_bucket])
         aborted = 0
         if keep is None:
             aborted = sum(store.abort_uploads(b, prefix) for b, prefix in places)
-        return len(doomed), aborted
+        return released + len(doomed), aborted
+
+    def _shared_packages(self, region: str) -> SharedPackageStore:
+        return SharedPackageStore(PackageStore(self._aws("s3", region)), self._package_refs)
 
     def _delete_images(
         self, region: str, status: Mapping[str, Any], *, finalizing: bool

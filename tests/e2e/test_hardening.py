@@ -97,7 +97,8 @@ def test_a_source_that_is_not_a_qa_model_is_refused_once_and_not_fetched_again(
     assert owned(aws, obj["metadata"]["uid"]) == nothing
     for operation in ("CreateModel", "CreateEndpointConfig", "CreateEndpoint"):
         assert aws.calls("sagemaker", operation) == 1, f"{operation}: only the served one's"
-    assert all(f"/masked-{obj['metadata']['uid']}/" not in key for key in package_objects(aws))
+    uid = obj["metadata"]["uid"]
+    assert all(f".masked.{uid}" not in key for key in package_objects(aws)), "no reference"
 
     # Another source is a new spec, not the remembered failure: and this one is a QA model.
     apply(kube_cluster, namespace, deployment("masked", s3_model_uri))
@@ -165,15 +166,19 @@ def test_delete_aborts_unfinished_uploads_under_its_own_package_prefix_only(
     apply(kube_cluster, namespace, deployment("uploads", s3_model_uri))
     obj = wait_ready(kube_cluster, namespace, "uploads", operator)
     key = obj["status"]["modelPackage"]["uri"].removeprefix(f"s3://{PACKAGE_BUCKET}/")
-    # "<prefix>/<namespace>/<name>-<uid>/<digest>/model.tar.gz"
-    owner_dir, digest_dir = key.rsplit("/", 2)[:2]
-    assert owner_dir.endswith(f"/uploads-{obj['metadata']['uid']}"), key
+    # "<prefix>/_packages/<digest>/model.tar.gz", shared; before: "<prefix>/<ns>/<name>-<uid>/..."
+    prefix, shared_dir, digest_dir = key.rsplit("/", 3)[:3]
+    assert shared_dir == "_packages", key
+    package_dir = f"{prefix}/_packages/{digest_dir}"
+    owner_dir = f"{prefix}/{namespace}/uploads-{obj['metadata']['uid']}"
     s3 = aws.client("s3")
-    ours = [f"{owner_dir}/{digest_dir}/next.tar.gz", f"{owner_dir}/sha256-{'0' * 64}/model.tar.gz"]
+    # Its last reference goes: the package's own prefix; and the per-owner prefix of before.
+    ours = [f"{package_dir}/next.tar.gz", f"{owner_dir}/sha256-{'0' * 64}/model.tar.gz"]
     namespace_dir = owner_dir.rsplit("/", 1)[0]
     others = [
         f"{namespace_dir}/someone-else-{'1' * 8}/sha256-{'0' * 64}/model.tar.gz",
         f"{owner_dir}x/sha256-{'0' * 64}/model.tar.gz",  # a longer name, not a sub-path
+        f"{prefix}/_packages/sha256-{'0' * 64}/model.tar.gz",  # another package
         f"elsewhere/{digest_dir}/model.tar.gz",
     ]
     for upload_key in ours + others:

@@ -137,6 +137,10 @@ def test_changing_the_model_repackages_and_replaces_model_and_config(
     assert after["modelName"] != before["modelName"]
     assert after["endpointConfigName"] != before["endpointConfigName"]
     uid = first["metadata"]["uid"]
+    # The served package and this resource's reference to it (package_refs.py): the old one
+    # lost its last reference and went.
+    key = after["modelPackage"]["uri"].removeprefix(f"s3://{PACKAGE_BUCKET}/")
+    kept = sorted([key, key.removesuffix("model.tar.gz") + f"refs/{namespace}.swap.{uid}"])
     wait_for(
         "superseded model, config and package deleted",
         lambda: (
@@ -146,11 +150,10 @@ def test_changing_the_model_repackages_and_replaces_model_and_config(
                 "configs": [after["endpointConfigName"]],
                 "models": [after["modelName"]],
             }
-            and len(package_objects(aws)) == 1
+            and sorted(package_objects(aws)) == kept
         ),
         operator=operator,
     )
-    assert package_objects(aws)[0] in after["modelPackage"]["uri"]
 
 
 def test_delete_removes_everything_it_owned_and_nothing_else(
@@ -192,7 +195,9 @@ def test_retain_leaves_the_endpoint_in_aws(
         "configs": [obj["status"]["endpointConfigName"]],
         "models": [obj["status"]["modelName"]],
     }
-    assert len(package_objects(aws)) == 1
+    key = obj["status"]["modelPackage"]["uri"].removeprefix(f"s3://{PACKAGE_BUCKET}/")
+    marker = key.removesuffix("model.tar.gz") + f"refs/{namespace}.kept.{obj['metadata']['uid']}"
+    assert sorted(package_objects(aws)) == sorted([key, marker]), "the package and its reference"
     reasons = [reason for reason, _ in events(kube_cluster, namespace, "kept")]
     assert "Retained" in reasons
 

@@ -18,7 +18,6 @@ from qa_operator.desired import (
     name_stem,
     owner_prefix,
     owner_tags,
-    package_key,
     production_variant,
     short_hash,
     source_key,
@@ -362,13 +361,6 @@ def test_production_variant_for_serverless() -> None:
 
 
 # --- S3 keys --------------------------------------------------------------------------------
-
-
-def test_package_key_is_content_addressed_under_the_owner_prefix() -> None:
-    key = package_key("/qa-operator/", OWNER, "sha256:abc123")
-    assert key == f"qa-operator/team-a/squad-qa-{OWNER.uid}/sha256-abc123/model.tar.gz"
-    assert key.startswith(owner_prefix("qa-operator", OWNER))
-    assert package_key("qa-operator", OWNER, "sha256:def") != key
 
 
 def test_owner_prefix_is_per_owner_and_not_a_prefix_of_another_owner() -> None:

@@ -13,11 +13,11 @@ import pytest
 
 from qa_operator.artifacts import (
     CacheEntry,
-    KeyedLocks,
     ModelPackager,
     PreparedPackage,
     choose_victims,
 )
+from qa_operator.keyed_locks import KeyedLocks
 from qa_operator.spec import DeploymentSpec, HuggingFaceSource, parse_spec
 
 

@@ -9,6 +9,9 @@ from typing import Any
 
 from qa_operator import metrics
 from qa_operator.aws.errors import aws_call, aws_call_or_none
+from qa_operator.desired import Owner
+from qa_operator.keyed_locks import KeyedLocks
+from qa_operator.package_refs import SharedPackage, plan_release
 
 DIGEST_METADATA = "qa-operator-digest"
 
@@ -44,6 +47,9 @@ class PackageStore:
         )
         metrics.record_package_upload(archive.stat().st_size, time.monotonic() - started)
         return True
+
+    def put_marker(self, bucket: str, key: str) -> None:
+        aws_call("PutObject", lambda: self._client.put_object(Bucket=bucket, Key=key, Body=b""))
 
     def keys(self, bucket: str, prefix: str) -> list[str]:
         return [obj["Key"] for obj in list_objects(self._client, bucket, prefix)]
@@ -102,3 +108,32 @@ def list_objects(client: Any, bucket: str, prefix: str) -> Iterator[dict[str, An
         token = page.get("NextContinuationToken")
         if not token:
             return
+
+
+class SharedPackageStore:
+    """Shared packages and their reference markers (package_refs.py). Reference changes to one
+    digest are serialised by an in-process lock: only the leader reconciles (leader.py), so
+    no other process changes them at the same time."""
+
+    def __init__(self, store: PackageStore, locks: KeyedLocks) -> None:
+        self._store = store
+        self._locks = locks
+
+    def acquire(self, package: SharedPackage, owner: Owner, archive: Path, digest: str) -> bool:
+        """Register `owner`'s reference, then make sure the object is there. True when bytes
+        were sent."""
+        with self._locks.hold(package.uri):
+            self._store.put_marker(package.bucket, package.ref_key(owner))
+            return self._store.upload(archive, package.bucket, package.key, digest)
+
+    def release(self, package: SharedPackage, owner: Owner) -> int:
+        """Drop `owner`'s reference; delete the object with the last one. Returns how many
+        package objects were deleted (0 or 1)."""
+        with self._locks.hold(package.uri):
+            listed = self._store.keys(package.bucket, package.prefix)
+            doomed = plan_release(package, owner, listed)
+            self._store.delete(package.bucket, doomed)
+            if package.key in doomed:
+                self._store.abort_uploads(package.bucket, package.prefix)
+                return 1
+            return 0
