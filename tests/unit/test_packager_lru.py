@@ -3,7 +3,6 @@ work dir, with packaging stubbed to write a file of a known size."""
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from pathlib import Path
@@ -19,6 +18,7 @@ from qa_operator.artifacts import (
 )
 from qa_operator.keyed_locks import KeyedLocks
 from qa_operator.spec import DeploymentSpec, HuggingFaceSource, parse_spec
+from support.stub_packages import s3_spec, write_stub_package
 
 
 def entry(name: str, mtime: float, inodes: dict[int, int], *, evictable: bool = True) -> CacheEntry:
@@ -77,22 +77,7 @@ class StubPackager(ModelPackager):
 
     def _package(self, spec: DeploymentSpec, region: str, staging: Path) -> PreparedPackage:
         self.packaged.append(staging.name.split(".")[0])
-        package = staging / "package"
-        package.mkdir()
-        (package / "MLmodel").write_bytes(b"x" * self.size)
-        (staging / "model.tar.gz").write_bytes(b"")
-        record = {"digest": "sha256:0", "archiveDigest": "sha256:1", "packageDir": "package"}
-        (staging / "package.json").write_text(json.dumps(record))
-        return PreparedPackage("sha256:0", package, staging / "model.tar.gz", "sha256:1")
-
-
-def spec(name: str) -> DeploymentSpec:
-    return parse_spec(
-        {
-            "model": {"s3": {"uri": f"s3://bucket/{name}/"}},
-            "endpoint": {"instanceType": "ml.m5.large"},
-        }
-    )
+        return write_stub_package(staging, b"x" * self.size)
 
 
 def age(path: Path, seconds_ago: float) -> None:
@@ -102,24 +87,24 @@ def age(path: Path, seconds_ago: float) -> None:
 
 def test_least_recently_used_packages_go_beyond_the_bound(tmp_path: Path) -> None:
     packager = StubPackager(tmp_path, max_bytes=2500)
-    first = packager.prepare(spec("one"), "r")
-    second = packager.prepare(spec("two"), "r")
+    first = packager.prepare(s3_spec("one"), "r")
+    second = packager.prepare(s3_spec("two"), "r")
     age(first.package_dir.parent, 100)
     age(second.package_dir.parent, 50)
-    packager.prepare(spec("one"), "r")  # served from the cache: now the most recent
-    third = packager.prepare(spec("three"), "r")
+    packager.prepare(s3_spec("one"), "r")  # served from the cache: now the most recent
+    third = packager.prepare(s3_spec("three"), "r")
     assert not second.package_dir.parent.exists()
     assert first.archive.is_file() and third.archive.is_file()
     assert sorted(p.name for p in (tmp_path / "packages").iterdir()) == sorted(
-        [packager.key(spec("one")), packager.key(spec("three"))]
+        [packager.key(s3_spec("one")), packager.key(s3_spec("three"))]
     )
 
 
 def test_the_package_just_prepared_stays_even_above_the_bound(tmp_path: Path) -> None:
     packager = StubPackager(tmp_path, max_bytes=10)
-    first = packager.prepare(spec("one"), "r")
+    first = packager.prepare(s3_spec("one"), "r")
     assert first.archive.is_file()
-    second = packager.prepare(spec("two"), "r")
+    second = packager.prepare(s3_spec("two"), "r")
     assert second.archive.is_file()
     assert not first.package_dir.exists()
 
@@ -129,23 +114,23 @@ def test_failure_markers_and_recent_entries_are_kept(tmp_path: Path) -> None:
     marker = tmp_path / "packages" / "0123456789abcdef.failed.json"
     marker.parent.mkdir(parents=True)
     marker.write_text("{}" * 100)
-    first = packager.prepare(spec("one"), "r")
-    packager.prepare(spec("two"), "r")
+    first = packager.prepare(s3_spec("one"), "r")
+    packager.prepare(s3_spec("two"), "r")
     assert first.archive.is_file(), "used a moment ago: another reconcile may still upload it"
     age(first.package_dir.parent, 120)
-    packager.prepare(spec("three"), "r")
+    packager.prepare(s3_spec("three"), "r")
     assert not first.package_dir.exists()
     assert marker.is_file()
 
 
 def test_a_key_being_prepared_by_another_thread_is_not_evicted(tmp_path: Path) -> None:
     packager = StubPackager(tmp_path, max_bytes=10)
-    first = packager.prepare(spec("one"), "r")
+    first = packager.prepare(s3_spec("one"), "r")
     age(first.package_dir.parent, 100)
-    with packager._lock_for(packager.key(spec("one"))):
-        packager.prepare(spec("two"), "r")
+    with packager._lock_for(packager.key(s3_spec("one"))):
+        packager.prepare(s3_spec("two"), "r")
         assert first.archive.is_file()
-    packager.prepare(spec("three"), "r")
+    packager.prepare(s3_spec("three"), "r")
     assert not first.package_dir.exists()
     assert len(packager._key_locks) == 0, "no lock kept for a key nobody holds"
 
@@ -185,19 +170,19 @@ def test_hub_downloads_are_bounded_with_the_packages_unless_in_use(tmp_path: Pat
     thread.start()
     started.wait(10)
     try:
-        packager.prepare(spec("one"), "r")
+        packager.prepare(s3_spec("one"), "r")
         assert not old.exists()
         assert busy.is_dir() and (hub / ".locks").is_dir()
     finally:
         release.set()
         thread.join()
-    packager.prepare(spec("two"), "r")
+    packager.prepare(s3_spec("two"), "r")
     assert not busy.exists()
 
 
 def test_unbounded_when_max_bytes_is_none(tmp_path: Path) -> None:
     packager = StubPackager(tmp_path, max_bytes=None)
-    prepared = [packager.prepare(spec(name), "r") for name in ("one", "two", "three")]
+    prepared = [packager.prepare(s3_spec(name), "r") for name in ("one", "two", "three")]
     assert all(p.archive.is_file() for p in prepared)
     assert packager.evict() == []
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from pathlib import Path
@@ -11,7 +10,8 @@ import pytest
 
 from qa_operator.artifacts import ModelPackager, PackagingJobs, PreparedPackage
 from qa_operator.errors import RetryableError, TerminalError
-from qa_operator.spec import DeploymentSpec, parse_spec
+from qa_operator.spec import DeploymentSpec
+from support.stub_packages import s3_spec, write_stub_package
 
 WAIT = 10.0
 
@@ -31,22 +31,7 @@ class GatedPackager(ModelPackager):
         if self.fail is not None:
             raise self.fail
         self.packaged.append(staging.name.split(".")[0])
-        package = staging / "package"
-        package.mkdir()
-        (package / "MLmodel").write_text("stub")
-        (staging / "model.tar.gz").write_bytes(b"")
-        record = {"digest": "sha256:0", "archiveDigest": "sha256:1", "packageDir": "package"}
-        (staging / "package.json").write_text(json.dumps(record))
-        return PreparedPackage("sha256:0", package, staging / "model.tar.gz", "sha256:1")
-
-
-def spec(name: str) -> DeploymentSpec:
-    return parse_spec(
-        {
-            "model": {"s3": {"uri": f"s3://bucket/{name}/"}},
-            "endpoint": {"instanceType": "ml.m5.large"},
-        }
-    )
+        return write_stub_package(staging)
 
 
 def wait_done(jobs: PackagingJobs, one: DeploymentSpec) -> PreparedPackage:
@@ -65,28 +50,28 @@ def test_a_package_not_built_yet_answers_at_once_and_one_job_serves_every_caller
 ) -> None:
     packager = GatedPackager(tmp_path)
     jobs = PackagingJobs(packager, max_concurrent=2)
-    assert jobs.ready(spec("one"), "r") is None  # the gate is shut: it did not wait for it
-    assert jobs.ready(spec("one"), "r") is None  # joined, not started again
+    assert jobs.ready(s3_spec("one"), "r") is None  # the gate is shut: it did not wait for it
+    assert jobs.ready(s3_spec("one"), "r") is None  # joined, not started again
     assert len(jobs) == 1
     packager.gate.set()
-    prepared = wait_done(jobs, spec("one"))
+    prepared = wait_done(jobs, s3_spec("one"))
     assert prepared.digest == "sha256:0"
-    assert packager.packaged == [packager.key(spec("one"))]
+    assert packager.packaged == [packager.key(s3_spec("one"))]
     assert len(jobs) == 0, "a job taken is forgotten"
-    assert jobs.ready(spec("one"), "r") == prepared, "then served from the disk cache"
-    assert packager.packaged == [packager.key(spec("one"))]
+    assert jobs.ready(s3_spec("one"), "r") == prepared, "then served from the disk cache"
+    assert packager.packaged == [packager.key(s3_spec("one"))]
 
 
 def test_distinct_sources_get_their_own_jobs(tmp_path: Path) -> None:
     packager = GatedPackager(tmp_path)
     jobs = PackagingJobs(packager, max_concurrent=2)
-    assert jobs.ready(spec("one"), "r") is None
-    assert jobs.ready(spec("two"), "r") is None
+    assert jobs.ready(s3_spec("one"), "r") is None
+    assert jobs.ready(s3_spec("two"), "r") is None
     assert len(jobs) == 2
     packager.gate.set()
-    wait_done(jobs, spec("one"))
-    wait_done(jobs, spec("two"))
-    assert sorted(packager.packaged) == sorted(packager.key(spec(n)) for n in ("one", "two"))
+    wait_done(jobs, s3_spec("one"))
+    wait_done(jobs, s3_spec("two"))
+    assert sorted(packager.packaged) == sorted(packager.key(s3_spec(n)) for n in ("one", "two"))
 
 
 @pytest.mark.parametrize(
@@ -102,17 +87,17 @@ def test_a_failed_job_raises_on_the_next_look(
     packager = GatedPackager(tmp_path)
     packager.fail = error
     jobs = PackagingJobs(packager, max_concurrent=1)
-    assert jobs.ready(spec("one"), "r") is None
+    assert jobs.ready(s3_spec("one"), "r") is None
     packager.gate.set()
     with pytest.raises(type(error)):
-        wait_done(jobs, spec("one"))
+        wait_done(jobs, s3_spec("one"))
     assert len(jobs) == 0
     if remembered:
         with pytest.raises(TerminalError):
-            jobs.ready(spec("one"), "r")
+            jobs.ready(s3_spec("one"), "r")
         assert len(jobs) == 0, "a remembered failure starts no job"
     else:
-        assert jobs.ready(spec("one"), "r") is None, "a transient failure is packaged again"
+        assert jobs.ready(s3_spec("one"), "r") is None, "a transient failure is packaged again"
         assert len(jobs) == 1
 
 
@@ -121,9 +106,9 @@ def test_a_finished_job_nobody_came_back_for_is_forgotten(tmp_path: Path) -> Non
     packager = GatedPackager(tmp_path)
     packager.gate.set()
     jobs = PackagingJobs(packager, max_concurrent=1, forget_after=60, clock=lambda: now[0])
-    assert jobs.ready(spec("gone"), "r") is None
-    wait_done(jobs, spec("other"))  # another source; "gone"'s job finishes meanwhile
+    assert jobs.ready(s3_spec("gone"), "r") is None
+    wait_done(jobs, s3_spec("other"))  # another source; "gone"'s job finishes meanwhile
     assert len(jobs) == 1
     now[0] = 61.0
-    wait_done(jobs, spec("third"))
+    wait_done(jobs, s3_spec("third"))
     assert len(jobs) == 0
