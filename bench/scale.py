@@ -18,7 +18,11 @@ applied with one `kubectl apply`. Reported per N:
 * the package uploads: S3 PutObject and CreateMultipartUpload calls during the rollout (the
   archives and one empty reference marker per resource) and the model.tar.gz objects in the
   bucket once all are Ready;
-* the operator's CPU time (user + system) and peak resident memory (VmHWM) over the whole run;
+* the operator's CPU time (user + system) and peak resident memory (VmHWM) over the whole run,
+  and the largest peak of its packaging child processes seen while the rollout ran (sampled
+  every 0.5 s; they exit when idle);
+* which status fields (conditions by type) changed, and on how many resources, over the steady
+  state's resync intervals: what its status PATCHes wrote;
 * ListModels calls over the whole run: one per resource's superseded clean-up.
 
 Each N runs twice, on a fresh stack each: first the baseline, the operator with the scale
@@ -96,6 +100,56 @@ def process_usage(pid: int) -> tuple[float, float]:
     status = Path(f"/proc/{pid}/status").read_text()
     hwm = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
     return cpu, int(hwm.split()[1]) / 1024
+
+
+def packaging_children_peak_mib(pid: int) -> float:
+    """The largest peak resident memory (VmHWM) among `pid`'s live packaging children (the
+    child processes of packaging_process.py), 0 if none is up."""
+    peak = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if (
+                ppid != pid
+                or b"qa_operator.packaging_process" not in (entry / "cmdline").read_bytes()
+            ):
+                continue
+            status = (entry / "status").read_text()
+        except (OSError, IndexError, ValueError):
+            continue
+        hwm = next((line for line in status.splitlines() if line.startswith("VmHWM:")), None)
+        if hwm is not None:
+            peak = max(peak, int(hwm.split()[1]) / 1024)
+    return peak
+
+
+def statuses(api: Any) -> dict[str, dict[str, Any]]:
+    listed = api.list_namespaced_custom_object(
+        "serving.qaoperator.io", "v1alpha1", NAMESPACE, "qamodeldeployments"
+    )
+    return {item["metadata"]["name"]: item.get("status") or {} for item in listed["items"]}
+
+
+def status_changes(
+    before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]
+) -> dict[str, int]:
+    """How many resources changed each status field (a condition by its type) between two
+    listings: what the steady state's status PATCHes wrote."""
+    changed: collections.Counter[str] = collections.Counter()
+    for name, old in before.items():
+        new = after.get(name, {})
+        for key in set(old) | set(new):
+            if key == "conditions":
+                old_c = {c["type"]: c for c in old.get(key, [])}
+                new_c = {c["type"]: c for c in new.get(key, [])}
+                for kind in set(old_c) | set(new_c):
+                    if old_c.get(kind) != new_c.get(kind):
+                        changed[f"conditions[{kind}]"] += 1
+            elif old.get(key) != new.get(key):
+                changed[key] += 1
+    return dict(sorted(changed.items()))
 
 
 def manifests(n: int) -> str:
@@ -178,11 +232,12 @@ def measure(
             calls0, writes0 = aws_calls(), kube_writes(stack)
             applied = time.monotonic()
             stack.cluster.kubectl("apply", "-f", "-", input=manifests(n), timeout=600)
-            ready, last_report = 0, applied
+            ready, last_report, child_peak = 0, applied, 0.0
             while ready < n:
                 if time.monotonic() - applied > timeout:
                     raise SystemExit(f"N={n}: {ready} Ready after {timeout:.0f} s")
                 time.sleep(0.5)
+                child_peak = max(child_peak, packaging_children_peak_mib(pid))
                 ready = ready_count(api)
                 if time.monotonic() - last_report > 15:
                     print(f"    {ready}/{n} Ready at {time.monotonic() - applied:.0f} s")
@@ -192,9 +247,9 @@ def measure(
             packages = package_archives(stack.client("s3"))
             print(f"  N={n} ({label}): all Ready in {all_ready:.1f} s", flush=True)
             time.sleep(resync_seconds)  # the passes that follow Ready (clean-up, tags) settle
-            calls2, writes2 = aws_calls(), kube_writes(stack)
+            calls2, writes2, statuses2 = aws_calls(), kube_writes(stack), statuses(api)
             time.sleep(resyncs * resync_seconds)
-            calls3, writes3 = aws_calls(), kube_writes(stack)
+            calls3, writes3, statuses3 = aws_calls(), kube_writes(stack), statuses(api)
             cpu, peak_rss = process_usage(pid)
         rollout_calls = delta(calls1, calls0)
         steady_calls = delta(calls3, calls2)
@@ -226,6 +281,8 @@ def measure(
             ),
             "operator_cpu_s": round(cpu, 1),
             "operator_peak_rss_mib": round(peak_rss),
+            "packaging_child_peak_rss_mib": round(child_peak),
+            "steady_status_changes": status_changes(statuses2, statuses3),
         }
 
 

@@ -3,10 +3,12 @@ the way kopf carries it (merge the returned patch into the resource's status).""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from qa_operator.registry.client import DOCKER_MANIFEST, RegistryClient
 from qa_operator.settings import OperatorSettings
 from support.e2e import PACKAGE_BUCKET, ROLE_ARN, SERVING_IMAGE
 from support.images import Images
+from support.reconciler_stack import reconciler_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -87,38 +90,7 @@ class Harness:
 def harness(
     aws: Any, tiny_qa_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Harness]:
-    for key, value in aws.env().items():
-        monkeypatch.setenv(key, value)
-    s3 = aws.client("s3")
-    s3.create_bucket(Bucket=PACKAGE_BUCKET)
-    s3.create_bucket(Bucket="sources")
-    for path in tiny_qa_model_dir.iterdir():
-        s3.upload_file(str(path), "sources", f"tiny/{path.name}")
-    policy_file = tmp_path / "policy.yaml"
-    policy_file.write_text("s3Sources: ['s3://sources/']\n")
-    settings = OperatorSettings(
-        default_region="us-east-1",
-        policy_file=policy_file,
-        bucket=PACKAGE_BUCKET,
-        execution_role_arn=ROLE_ARN,
-        serving_image=SERVING_IMAGE,
-        work_dir=tmp_path / "work",
-        poll_min_seconds=0.01,
-        poll_max_seconds=0.01,
-        # SERVING_IMAGE is a made-up digest no container can run: the smoke test is covered with
-        # the real serving image in tests/e2e/test_smoke_gate.py.
-        smoke_test_default=False,
-        # No execution role or pushed image here: preflight has its own end-to-end tests
-        # (tests/e2e/test_preflight.py), with the fixtures that provision both.
-        preflight=False,
-    )
-    spec = {
-        "model": {
-            "s3": {"uri": "s3://sources/tiny/"},
-            "inference": {"maxSeqLength": 128, "docStride": 32},
-        },
-        "endpoint": {"instanceType": "ml.m5.large"},
-    }
+    settings, spec = reconciler_stack(aws, tiny_qa_model_dir, tmp_path, monkeypatch)
     yield Harness(Reconciler(settings, AwsClients(max_attempts=1).client), spec)
 
 
@@ -975,7 +947,8 @@ def test_a_pass_given_a_body_older_than_the_last_write_does_not_clean_up_again(
         "spec": harness.spec,
         "status": dict(harness.status),
     }
-    memo = kopf.Memo(reconciler=harness.reconciler, own_writes=OwnWrites())
+    workers = ThreadPoolExecutor(1)
+    memo = kopf.Memo(reconciler=harness.reconciler, own_writes=OwnWrites(), workers=workers)
     lookups = _cleanup_lookups(aws)
 
     first = kopf.Patch()
@@ -987,7 +960,8 @@ def test_a_pass_given_a_body_older_than_the_last_write_does_not_clean_up_again(
 
     # The change handler's retry, with the body it was queued with: the first patch not in it.
     second = kopf.Patch()
-    reconcile(body=kopf.Body(before_ready), patch=second, retry=1, memo=memo)
+    asyncio.run(reconcile(body=kopf.Body(before_ready), patch=second, retry=1, memo=memo))
+    workers.shutdown()
     assert _cleanup_lookups(aws) == cleaned, "the clean-up ran twice"
     # Its patch is still computed against the body it got, so nothing the first wrote is lost.
     assert second["status"]["phase"] == "Ready"

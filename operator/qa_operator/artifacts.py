@@ -44,6 +44,7 @@ from qa_operator.errors import OperatorError, RetryableError, TerminalError
 from qa_operator.keyed_locks import KeyedLocks
 from qa_operator.model import validation
 from qa_operator.model.limits import ServingLimits
+from qa_operator.packaging_process import InProcess, PackageBuilder, RaisedInChild
 from qa_operator.policy import mask_uri
 from qa_operator.settings import DEFAULT_WORK_DIR_MAX_BYTES
 from qa_operator.spec import DeploymentSpec, HuggingFaceSource, MlflowSource, S3Source
@@ -85,11 +86,15 @@ class ModelPackager:
         max_bytes: int | None = DEFAULT_WORK_DIR_MAX_BYTES,
         keep_recent_seconds: float = DEFAULT_KEEP_RECENT_SECONDS,
         hub_endpoint: str | None = None,
+        builder: PackageBuilder | None = None,
     ) -> None:
         """`limits`: written into every package built here; `max_bytes`: the bound on packages
         and hub downloads together (None: unbounded); entries used within `keep_recent_seconds`
         are kept even above the bound; `hub_endpoint`: the HuggingFace hub's address (None:
-        HF_ENDPOINT, else huggingface.co, as the hub's own tools do)."""
+        HF_ENDPOINT, else huggingface.co, as the hub's own tools do); `builder`: where MLflow
+        saves packages and fetches MLflow sources (default: this process; the operator uses a
+        child process, packaging_process.py)."""
+        self._builder = builder or InProcess()
         self._root = work_dir / "packages"
         self._hub = work_dir / "huggingface"
         self._slots = threading.BoundedSemaphore(max_concurrent)
@@ -184,12 +189,12 @@ class ModelPackager:
         return self._relocated(prepared, staging, home)
 
     def _package(self, spec: DeploymentSpec, region: str, staging: Path) -> PreparedPackage:
-        from qa_operator.model import packaging, sources
+        from qa_operator.model import packaging
 
         source = spec.source
         if isinstance(source, MlflowSource):
-            fetched = sources.fetch_mlflow(
-                source.model_uri, staging / "source", tracking_uri=source.tracking_uri
+            fetched = self._builder.fetch_mlflow(
+                source.model_uri, staging / "source", source.tracking_uri
             )
             _require_valid(spec, _mlflow_model_problem(fetched))
             package = packaging.load_package(fetched)
@@ -197,8 +202,8 @@ class ModelPackager:
             with self._hub_download(source):
                 model_dir = self._fetch_checked(spec, source, region, staging)
                 try:
-                    package = packaging.build_package(
-                        model_dir, staging / "package", spec.inference, limits=self._limits
+                    package = self._builder.build_package(
+                        model_dir, staging / "package", spec.inference, self._limits
                     )
                 except ValueError as exc:
                     raise TerminalError("InvalidModel", f"cannot package the model: {exc}") from exc
@@ -385,6 +390,12 @@ class PackagingJobs:
             started.add_done_callback(lambda _, k=key: self._finished(k))  # type: ignore[misc]
         return None
 
+    def job_of(self, spec: DeploymentSpec) -> Future[PreparedPackage] | None:
+        """The job building `spec`'s package, while one is kept: a waiter is woken when it ends
+        instead of looking again and again."""
+        with self._guard:
+            return self._jobs.get(self._packager.key(spec))
+
     def _finished(self, key: str) -> None:
         with self._guard:
             if key in self._jobs:
@@ -567,13 +578,16 @@ def _remember(marker: Path, error: OperatorError, source: str) -> None:
 def _classify(exc: Exception, source: str) -> OperatorError:
     from qa_operator.aws.errors import as_operator_error, is_retryable_aws
 
-    names = {cls.__name__ for cls in type(exc).__mro__}
+    if isinstance(exc, RaisedInChild):  # classified by the names of what the child raised
+        names, name = set(exc.type_names), exc.type_names[0]
+    else:
+        names, name = {cls.__name__ for cls in type(exc).__mro__}, type(exc).__name__
     if "LocalEntryNotFoundError" in names:  # the hub did not answer; nothing is cached either
         return RetryableError("ModelDownloadFailed", f"cannot reach the hub for {source}: {exc}")
-    if names & _MISSING_MODEL or isinstance(exc, FileNotFoundError):
+    if names & (_MISSING_MODEL | {"FileNotFoundError"}):
         return TerminalError("ModelNotFound", f"cannot fetch {source}: {exc}")
     if is_retryable_aws(exc) is not None:
         return as_operator_error(exc, f"fetching {source}")
     if names & {"ConnectionError", "Timeout", "HfHubHTTPError", "OSError"}:
         return RetryableError("ModelDownloadFailed", f"cannot fetch {source}: {exc}")
-    return TerminalError("PackagingFailed", f"packaging {source}: {type(exc).__name__}: {exc}")
+    return TerminalError("PackagingFailed", f"packaging {source}: {name}: {exc}")

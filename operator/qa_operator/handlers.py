@@ -1,13 +1,19 @@
 """kopf wiring, and nothing else: every handler hands the resource to the one Reconciler.
 
-Run with `qa-operator run` (or `kopf run -m qa_operator.handlers`). Handlers are synchronous, so
-kopf runs them in its worker threads: packaging and uploads never block the event loop.
+Run with `qa-operator run` (or `kopf run -m qa_operator.handlers`). Passes run in kopf's worker
+threads (the change handler hands its passes to them itself): uploads and AWS calls never block
+the event loop, and packaging runs in its own pool (artifacts.PackagingJobs).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 import logging
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
 
 import kopf
 
@@ -24,6 +30,12 @@ from qa_operator.workers import CountingExecutor
 GROUP, VERSION, PLURAL = "serving.qaoperator.io", "v1alpha1", "qamodeldeployments"
 SETTINGS = OperatorSettings.from_env()
 WAITING, TRANSIENT = "waiting: ", "transient: "
+# A change whose package is still being built, past the try that reported Packaging, waits for
+# the packaging job on the event loop (no worker held, nothing written) and runs its pass again
+# the moment the job ends: not a kopf retry, two PATCHes each, per look. Bounded, so that a
+# deletion or a new spec queued behind it waits no longer than this.
+PACKAGING_WAIT_SECONDS = 30.0
+T = TypeVar("T")
 
 
 class RequeueLogLevels(logging.Filter):
@@ -56,6 +68,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     )
     workers = CountingExecutor(max_workers=max(4, SETTINGS.max_concurrent_packaging * 4))
     settings.execution.executor = workers
+    memo.workers = workers
     settings.execution.max_workers = workers.capacity
     settings.posting.level = logging.INFO
     logging.getLogger("kopf.objects").addFilter(RequeueLogLevels())
@@ -100,15 +113,39 @@ def _report(outcome: Outcome, body: kopf.Body, patch: kopf.Patch | None, memo: k
         memo.own_writes.wrote(body.metadata.uid or "", written)
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-def reconcile(body: kopf.Body, patch: kopf.Patch, retry: int, memo: kopf.Memo, **_: Any) -> None:
+async def _in_worker(memo: kopf.Memo, work: Callable[[], T]) -> T:
+    """`work` in kopf's worker threads, in this handler's context (as kopf runs sync handlers)."""
+    context = contextvars.copy_context()
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(memo.workers, functools.partial(context.run, work))
+
+
+async def _ends_within(job: Future[Any], seconds: float) -> bool:
+    """Whether `job` ends within `seconds`. Never cancels it: other resources may wait on it."""
+    done, _ = await asyncio.wait({asyncio.wrap_future(job)}, timeout=seconds)
+    return bool(done)
+
+
+def _change_pass(body: kopf.Body, retry: int, memo: kopf.Memo) -> Outcome:
     reconciler: Reconciler = memo.reconciler
     with metrics.reconcile_pass("change") as timed:
         with reconciler.lock_for(body.metadata.uid or ""):
             outcome = reconciler.reconcile(_resource(body, memo.own_writes), attempt=retry)
         _counted(timed, outcome, body)
+    return outcome
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+async def reconcile(
+    body: kopf.Body, patch: kopf.Patch, retry: int, memo: kopf.Memo, **_: Any
+) -> None:
+    change_pass = functools.partial(_change_pass, body, retry, memo)
+    outcome = await _in_worker(memo, change_pass)
+    job = outcome.waiting_on
+    if job is not None and retry > 0 and await _ends_within(job, PACKAGING_WAIT_SECONDS):
+        outcome = await _in_worker(memo, change_pass)
     _report(outcome, body, patch, memo)
     if outcome.requeue_after is not None or outcome.wake_after is not None:
         raise _requeue(outcome)

@@ -13,6 +13,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -57,6 +58,7 @@ from qa_operator.images import ImageResolver
 from qa_operator.keyed_locks import KeyedLocks
 from qa_operator.observation import resync_timing
 from qa_operator.package_refs import shared_package, split_recorded, to_release
+from qa_operator.packaging_process import ChildProcess
 from qa_operator.plan import (
     Action,
     History,
@@ -85,11 +87,13 @@ log = logging.getLogger(__name__)
 
 
 class PackagingPending(Exception):
-    """The pass needs a package its job is still building: it ends here and looks again."""
+    """The pass needs a package its job is still building: it ends here and looks again, or
+    is woken when `job` ends."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, job: Future[Any] | None) -> None:
         super().__init__(message)
         self.message = message
+        self.job = job
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,8 @@ class Outcome:
     transient_error: bool = False  # requeued because of an error, not to wait on SageMaker
     # spec.schedule changes state this soon, before the next resync: look again then.
     wake_after: float | None = None
+    # The packaging job this pass waited for: the handler may run the pass again when it ends.
+    waiting_on: Future[Any] | None = None
 
 
 DELETING_PHASE = "Deleting"
@@ -138,7 +144,8 @@ FIRST_LOOK_SECONDS = 0.2
 # A pass woken for a schedule boundary runs this much after it: never just before it.
 BOUNDARY_MARGIN_SECONDS = 0.5
 # While its package is built in the packaging pool: look again this soon, then twice as late
-# each time up to poll_min_seconds: each look is a kopf retry, which PATCHes the resource.
+# each time up to poll_min_seconds: each look is a kopf retry, which PATCHes the resource, so
+# past the first the change handler waits for the job instead (handlers.py).
 PACKAGING_LOOK_SECONDS = 0.5
 # The actions a preflight must pass before (preflight.py): the calls that create or change.
 PREFLIGHT_GUARDS = frozenset(
@@ -183,6 +190,9 @@ class Reconciler:
             s3_client=lambda region: self._aws("s3", region),
             limits=settings.serving_limits,
             max_bytes=settings.work_dir_max_bytes,
+            builder=ChildProcess(
+                settings.max_concurrent_packaging, idle_seconds=settings.packaging_idle_seconds
+            ),
         )
         self._packaging = PackagingJobs(
             self._packager, max_concurrent=settings.max_concurrent_packaging
@@ -264,6 +274,7 @@ class Reconciler:
             plan = self._reconcile(resource, spec, outcome, resync=resync)
         except PackagingPending as pending:
             outcome.requeue_after = self.packaging_look(attempt)
+            outcome.waiting_on = pending.job
             return self._finish(resource, outcome, conditions.packaging(pending.message))
         except TerminalError as exc:
             if not _already_blocked(resource, exc.reason, exc.message):
@@ -679,7 +690,9 @@ class Reconciler:
 
         prepared = self._packaging.ready(spec, region)
         if prepared is None:
-            raise PackagingPending(f"packaging {describe_source(spec)}")
+            raise PackagingPending(
+                f"packaging {describe_source(spec)}", self._packaging.job_of(spec)
+            )
         model_data_url: str | None = None
         if needs_bucket:
             assert bucket is not None

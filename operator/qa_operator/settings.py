@@ -35,6 +35,8 @@ class OperatorSettings:
     poll_max_seconds: float = 60.0
     resync_seconds: float = 60.0
     max_concurrent_packaging: int = 2
+    # A packaging child process exits this long after its last job (packaging_process.py).
+    packaging_idle_seconds: float = 60.0
     work_dir: Path = Path("/var/cache/qa-operator")
     work_dir_max_bytes: int = DEFAULT_WORK_DIR_MAX_BYTES
     serving_limits: ServingLimits = field(default_factory=ServingLimits)
@@ -94,6 +96,7 @@ class OperatorSettings:
             poll_max_seconds=number("POLL_MAX_SECONDS", 60.0),
             resync_seconds=number("RESYNC_SECONDS", 60.0),
             max_concurrent_packaging=count("MAX_CONCURRENT_PACKAGING", 2),
+            packaging_idle_seconds=number("PACKAGING_IDLE_SECONDS", 60.0),
             work_dir=Path(text("WORK_DIR") or "/var/cache/qa-operator"),
             work_dir_max_bytes=int(
                 number("WORK_DIR_MAX_GB", DEFAULT_WORK_DIR_MAX_BYTES / GIB) * GIB
