@@ -140,7 +140,7 @@ def test_a_retry_waiting_for_its_package_runs_again_when_the_job_ends(
 ) -> None:
     packager, memo, body = held
     status, requeue = change(memo, body, retry=0)
-    assert reasons(status)["Progressing"] == "Packaging", "the first try says what it waits for"
+    assert reasons(status)["Progressing"] == "Packaging", "the first try waits briefly, then says"
     assert requeue.startswith("waiting: Ready=False (Packaging)")
     threading.Timer(0.3, packager.gate.set).start()
     status, requeue = change(memo, {**body, "status": status}, retry=1)
@@ -158,6 +158,7 @@ def test_a_wait_for_a_package_is_bounded_and_leaves_the_job_running(
 ) -> None:
     packager, memo, body = held
     monkeypatch.setattr(handlers, "PACKAGING_WAIT_SECONDS", 0.2)
+    monkeypatch.setattr(handlers, "FIRST_PACKAGING_WAIT_SECONDS", 0.1)
     status, _ = change(memo, body, retry=0)
     status, requeue = change(memo, {**body, "status": status}, retry=1)
     assert reasons(status)["Progressing"] == "Packaging"
@@ -166,3 +167,15 @@ def test_a_wait_for_a_package_is_bounded_and_leaves_the_job_running(
     monkeypatch.setattr(handlers, "PACKAGING_WAIT_SECONDS", 60.0)
     status, _ = change(memo, {**body, "status": status}, retry=2)
     assert "modelPackage" in status, "the job the first wait gave up on was not cancelled"
+
+
+@pytest.mark.e2e
+def test_a_package_built_within_the_first_wait_goes_through_in_one_try(
+    held: tuple[HeldPackager, kopf.Memo, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    packager, memo, body = held
+    monkeypatch.setattr(handlers, "FIRST_PACKAGING_WAIT_SECONDS", 60.0)
+    threading.Timer(0.3, packager.gate.set).start()
+    status, requeue = change(memo, body, retry=0)
+    assert reasons(status)["Progressing"] == "CreatingEndpoint", "never reported Packaging"
+    assert requeue.startswith("waiting: ")

@@ -30,11 +30,13 @@ from qa_operator.workers import CountingExecutor
 GROUP, VERSION, PLURAL = "serving.qaoperator.io", "v1alpha1", "qamodeldeployments"
 SETTINGS = OperatorSettings.from_env()
 WAITING, TRANSIENT = "waiting: ", "transient: "
-# A change whose package is still being built, past the try that reported Packaging, waits for
-# the packaging job on the event loop (no worker held, nothing written) and runs its pass again
-# the moment the job ends: not a kopf retry, two PATCHes each, per look. Bounded, so that a
-# deletion or a new spec queued behind it waits no longer than this.
+# A change whose package is still being built waits for the packaging job on the event loop (no
+# worker held, nothing written) and runs its pass again the moment the job ends: not a kopf
+# retry, two PATCHes each, per look. Bounded, so that a deletion or a new spec queued behind it
+# waits no longer than this; on its first try only briefly, so that a longer packaging shows as
+# Packaging in status at once.
 PACKAGING_WAIT_SECONDS = 30.0
+FIRST_PACKAGING_WAIT_SECONDS = 1.0
 T = TypeVar("T")
 
 
@@ -144,7 +146,8 @@ async def reconcile(
     change_pass = functools.partial(_change_pass, body, retry, memo)
     outcome = await _in_worker(memo, change_pass)
     job = outcome.waiting_on
-    if job is not None and retry > 0 and await _ends_within(job, PACKAGING_WAIT_SECONDS):
+    wait = PACKAGING_WAIT_SECONDS if retry else FIRST_PACKAGING_WAIT_SECONDS
+    if job is not None and await _ends_within(job, wait):
         outcome = await _in_worker(memo, change_pass)
     _report(outcome, body, patch, memo)
     if outcome.requeue_after is not None or outcome.wake_after is not None:
