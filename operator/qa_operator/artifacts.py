@@ -4,7 +4,8 @@ Packaging runs in its own pool of threads (`PackagingJobs`), never in kopf's wor
 event loop, and at most `max_concurrent` at a time: a reconcile that needs a package not built
 yet starts (or joins) its source's job and comes back for the result. Results are cached under
 the work dir by the source key, so a repeated pass (or a restarted operator on the same volume)
-does not fetch or package again.
+does not fetch or package again. MLflow's half of the work (saving the package, which loads the
+model, and fetching MLflow sources) runs in a child process (packaging_process.py).
 
 A source is checked before it is packaged (a QA architecture with a fast tokenizer, or an MLflow
 model with the QA signature); a hub model before its weights are fetched, from its config and
