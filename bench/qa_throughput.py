@@ -13,9 +13,9 @@ layers; random weights, nothing downloaded):
   what the kernels each bring;
 * int8: ours with dynamic int8 quantization of the Linear layers;
 * onnxruntime_fp32, onnxruntime_int8: ours with `engine: onnxruntime` as served: a model package
-  built by `build_package` (graph exported, fused, checked against torch; int8 by ORT dynamic
-  quantization), loaded with `mlflow.pyfunc.load_model` and asked through its `predict` on a
-  DataFrame, which is what the serving image's /invocations calls;
+  built by `build_package` (graph exported with eager attention, checked against torch; int8
+  by ORT dynamic quantization), loaded with `mlflow.pyfunc.load_model` and asked through its
+  `predict` on a DataFrame, which is what the serving image's /invocations calls;
 * ort_peer_fp32, ort_peer_int8: ONNX Runtime as a user would run it, the benchmark peer: the
   model exported with torch.onnx.export's defaults, ORT's quantize_dynamic defaults for int8, a
   default session, under the same tokenization, length batches and span selection as ours.

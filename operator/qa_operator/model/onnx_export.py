@@ -2,15 +2,15 @@
 live here; the serving side needs only onnxruntime).
 
 The HuggingFace model is traced to ONNX (fp32) with its eager attention (plain MatMul, Softmax),
-not the SDPA attention transformers picks by default: ONNX Runtime runs the eager graph
-1.02-1.13x faster in fp32 and 1.09-1.36x in int8 on this project's bench (bench/qa_throughput.py,
-docs/model.md). For "dynamic-int8", ONNX Runtime's dynamic quantization turns the MatMuls with
-weights into int8 ones; the attention's two MatMuls of activations stay fp32 (quantizing them
-costs a quantization of both inputs per call, for no measured gain). Fusions are left to the
-serving session (ORT_ENABLE_ALL): ONNX Runtime's offline transformer optimizer made these graphs
-slower here (0.86-0.96x). Each graph is checked against the torch model's logits on probe windows
-before it goes into the package: one that does not reproduce them fails the package with
-`ExportMismatch`.
+not the SDPA attention transformers picks by default: with it the packaged graph ran 1.03-1.11x
+as fast as ORT's defaults in fp32 and 1.06-1.30x in int8 on this project's bench, where the SDPA
+export had run 0.86-0.98x (bench/qa_throughput.py, docs/model.md). For "dynamic-int8", ONNX
+Runtime's dynamic quantization turns the MatMuls with weights into int8 ones; the attention's two
+MatMuls of activations stay fp32 (quantizing them costs a quantization of both inputs per call,
+for no measured gain). Fusions are left to the serving session (ORT_ENABLE_ALL): ONNX Runtime's
+offline transformer optimizer made these graphs slower here. Each graph is checked against the
+torch model's logits on probe windows before it goes into the package: one that does not
+reproduce them fails the package with `ExportMismatch`.
 """
 
 from __future__ import annotations
