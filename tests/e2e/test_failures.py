@@ -8,6 +8,7 @@ import pytest
 
 from support.e2e import (
     apply,
+    assert_rejected_at_apply,
     condition,
     deployment,
     endpoint_observations,
@@ -225,10 +226,7 @@ INVALID = [
 def test_invalid_specs_are_rejected_at_apply_with_a_clear_message(
     kube_cluster: Any, namespace: str, body: dict[str, Any], expected: str
 ) -> None:
-    result = apply(kube_cluster, namespace, body, check=False)
-    assert result.returncode != 0, f"accepted: {body['spec']}"
-    assert expected in result.stderr, result.stderr
-    assert get(kube_cluster, namespace, "bad") is None
+    assert_rejected_at_apply(kube_cluster, namespace, body, expected)
 
 
 def test_endpoint_name_and_region_are_immutable(kube_cluster: Any, namespace: str) -> None:

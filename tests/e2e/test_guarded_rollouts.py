@@ -11,6 +11,7 @@ import pytest
 from devstack.moto_ext.deployment import set_alarm
 from support.e2e import (
     apply,
+    assert_rejected_at_apply,
     condition,
     deployment,
     endpoint_observations,
@@ -125,7 +126,4 @@ REJECTED = [
 def test_deployments_sagemaker_refuses_are_rejected_at_apply(
     kube_cluster: Any, namespace: str, body: dict[str, Any], expected: str
 ) -> None:
-    result = apply(kube_cluster, namespace, body, check=False)
-    assert result.returncode != 0, f"accepted: {body['spec']['endpoint']}"
-    assert expected in result.stderr, result.stderr
-    assert get(kube_cluster, namespace, "bad") is None
+    assert_rejected_at_apply(kube_cluster, namespace, body, expected)

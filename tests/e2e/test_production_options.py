@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from support.e2e import apply, deployment, get, wait_ready
+from support.e2e import apply, assert_rejected_at_apply, deployment, wait_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -232,10 +232,7 @@ REJECTED = [
 def test_combinations_sagemaker_refuses_are_rejected_at_apply(
     kube_cluster: Any, namespace: str, body: dict[str, Any], expected: str
 ) -> None:
-    result = apply(kube_cluster, namespace, body, check=False)
-    assert result.returncode != 0, f"accepted: {body['spec']['endpoint']}"
-    assert expected in result.stderr, result.stderr
-    assert get(kube_cluster, namespace, "bad") is None
+    assert_rejected_at_apply(kube_cluster, namespace, body, expected)
 
 
 def test_moto_refuses_what_sagemaker_refuses_for_serverless(aws: Any) -> None:

@@ -156,6 +156,17 @@ def apply(cluster: Any, namespace: str, body: dict[str, Any], check: bool = True
     )
 
 
+def assert_rejected_at_apply(
+    cluster: Any, namespace: str, body: dict[str, Any], expected: str
+) -> None:
+    """The API server refuses `body` (the CRD's schema or rules), saying `expected`, and keeps
+    nothing of it."""
+    result = apply(cluster, namespace, body, check=False)
+    assert result.returncode != 0, f"accepted: {body['spec']}"
+    assert expected in result.stderr, result.stderr
+    assert get(cluster, namespace, body["metadata"]["name"]) is None
+
+
 def get(cluster: Any, namespace: str, name: str) -> dict[str, Any] | None:
     result = cluster.kubectl("get", PLURAL, name, "-n", namespace, "-o", "json", check=False)
     if result.returncode != 0:
