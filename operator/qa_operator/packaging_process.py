@@ -91,7 +91,6 @@ class ChildProcess:
     libraries print goes to its stderr, which is the operator's."""
 
     def __init__(self, max_workers: int, idle_seconds: float = DEFAULT_IDLE_SECONDS) -> None:
-        self._max_workers = max_workers
         self._idle_seconds = idle_seconds
         self._idle: list[_Worker] = []
         self._alive = 0

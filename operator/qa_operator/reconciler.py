@@ -145,7 +145,8 @@ FIRST_LOOK_SECONDS = 0.2
 BOUNDARY_MARGIN_SECONDS = 0.5
 # While its package is built in the packaging pool: look again this soon, then twice as late
 # each time up to poll_min_seconds: each look is a kopf retry, which PATCHes the resource, so
-# past the first the change handler waits for the job instead (handlers.py).
+# the change handler first waits for the job itself (handlers.py) and asks for these only when
+# its wait runs out.
 PACKAGING_LOOK_SECONDS = 0.5
 # The actions a preflight must pass before (preflight.py): the calls that create or change.
 PREFLIGHT_GUARDS = frozenset(
